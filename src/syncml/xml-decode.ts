@@ -1,0 +1,167 @@
+/**
+ * XML -> element tree, on saxes (namespaces resolved, entities decoded, CDATA unwrapped). Pure.
+ *
+ *   bytes --charset--> string --bare '&' repair--> saxes events --> Element tree
+ *
+ * Text is kept exactly as XML defines it (entities resolved, CDATA unwrapped, line ends normalised
+ * by the XML rules); nothing is trimmed. Whitespace between elements is dropped by the model
+ * mapping, not here, because only the mapping knows which elements hold text.
+ */
+import { SaxesParser, type SaxesTagNS } from "saxes";
+import { ErrorCode, GatewayError } from "../core/errors.js";
+import { DEFAULT_LIMITS, type DecodeLimits, type Element } from "./element.js";
+
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+const LATIN1 = new TextDecoder("latin1");
+
+/** Decodes XML bytes (or an already decoded string) into an element tree. Throws GatewayError. */
+export function decodeXmlElement(input: Uint8Array | string, limits: DecodeLimits = DEFAULT_LIMITS): Element {
+  const size = typeof input === "string" ? input.length : input.byteLength;
+  if (size > limits.maxBytes) {
+    throw new GatewayError(`XML document of ${size} bytes exceeds the limit of ${limits.maxBytes}`, ErrorCode.Codec_TooLarge, {
+      context: { size, limit: limits.maxBytes },
+    });
+  }
+  const text = typeof input === "string" ? input : bytesToXmlText(input);
+  return parse(repairBareAmpersands(text), limits);
+}
+
+/** Decodes bytes by the BOM or the XML declaration's encoding (UTF-8 when neither says). */
+function bytesToXmlText(bytes: Uint8Array): string {
+  let start = 0;
+  if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) start = 3;
+  else if ((bytes[0] === 0xfe && bytes[1] === 0xff) || (bytes[0] === 0xff && bytes[1] === 0xfe)) {
+    throw new GatewayError("UTF-16 XML is not accepted for SyncML DM", ErrorCode.Codec_UnsupportedCharset, {
+      context: { charset: "UTF-16" },
+    });
+  }
+  const declared = declaredEncoding(bytes, start);
+  const body = bytes.subarray(start);
+  switch (declared) {
+    case undefined:
+    case "utf-8":
+    case "utf8":
+    case "us-ascii":
+    case "ascii":
+      try {
+        return UTF8.decode(body);
+      } catch (cause) {
+        throw new GatewayError("XML is not valid UTF-8", ErrorCode.Codec_InvalidEncoding, { cause });
+      }
+    case "iso-8859-1":
+    case "latin1":
+      return LATIN1.decode(body);
+    default:
+      throw new GatewayError(`unsupported XML encoding "${declared}"`, ErrorCode.Codec_UnsupportedCharset, {
+        context: { charset: declared },
+      });
+  }
+}
+
+function declaredEncoding(bytes: Uint8Array, start: number): string | undefined {
+  // The XML declaration is ASCII and must come first; look at most at its first 200 bytes.
+  if (bytes[start] !== 0x3c || bytes[start + 1] !== 0x3f) return undefined;
+  const head = LATIN1.decode(bytes.subarray(start, Math.min(bytes.length, start + 200)));
+  const end = head.indexOf("?>");
+  const decl = end < 0 ? head : head.slice(0, end);
+  const m = /\sencoding\s*=\s*["']([A-Za-z0-9._-]+)["']/.exec(decl);
+  return m?.[1]?.toLowerCase();
+}
+
+/**
+ * Real DM servers put unescaped `&` in text (Alert option strings such as `MAXDT=15&DR=1`). XML
+ * forbids it; we read an `&` that does not start a well-formed reference as a literal `&`.
+ * CDATA sections, comments and processing instructions are left alone: `&` is literal there.
+ */
+export function repairBareAmpersands(text: string): string {
+  if (!text.includes("&")) return text;
+  let out = "";
+  let copied = 0;
+  let i = 0;
+  // Next start of each section kind at or after i; refreshed only when i passes it (linear time).
+  const next = SECTIONS.map((s) => text.indexOf(s.opener));
+  for (;;) {
+    const amp = text.indexOf("&", i);
+    if (amp < 0) break;
+    let section = -1;
+    for (let k = 0; k < SECTIONS.length; k++) {
+      let at = next[k] ?? -1;
+      if (at >= 0 && at < i) {
+        at = text.indexOf(SECTIONS[k]?.opener ?? "", i);
+        next[k] = at;
+      }
+      if (at >= 0 && at < amp && (section < 0 || at < (next[section] ?? -1))) section = k;
+    }
+    if (section >= 0) {
+      const s = SECTIONS[section];
+      const from = next[section] ?? 0;
+      if (s === undefined) break;
+      const close = text.indexOf(s.terminator, from + s.opener.length);
+      if (close < 0) break; // unterminated: saxes reports it
+      i = close + s.terminator.length;
+      continue;
+    }
+    if (!REFERENCE.test(text.slice(amp, amp + 64))) {
+      out += text.slice(copied, amp) + "&amp;";
+      copied = amp + 1;
+    }
+    i = amp + 1;
+  }
+  return copied === 0 ? text : out + text.slice(copied);
+}
+
+const REFERENCE = /^&(?:[A-Za-z_:][A-Za-z0-9._:-]*|#[0-9]+|#x[0-9A-Fa-f]+);/;
+const SECTIONS = [
+  { opener: "<![CDATA[", terminator: "]]>" },
+  { opener: "<!--", terminator: "-->" },
+  { opener: "<?", terminator: "?>" },
+] as const;
+
+function parse(text: string, limits: DecodeLimits): Element {
+  const parser = new SaxesParser({ xmlns: true, position: true });
+  const stack: Element[] = [];
+  let root: Element | undefined;
+  let count = 0;
+
+  const fail = (message: string, code: ErrorCode = ErrorCode.Codec_MalformedXml): never => {
+    throw new GatewayError(`XML ${message} at line ${parser.line}, column ${parser.column}`, code, {
+      context: { line: parser.line, column: parser.column },
+    });
+  };
+
+  parser.on("error", (err: Error) => {
+    // saxes prefixes its messages with "line:column: "; we add our own position.
+    fail(err.message.replace(/^\d+:\d+: /, ""));
+  });
+  parser.on("opentag", (tag: SaxesTagNS) => {
+    for (const attr of Object.values(tag.attributes)) {
+      if (attr.prefix !== "xmlns" && attr.name !== "xmlns") fail(`attribute "${attr.name}" is not used in SyncML`);
+    }
+    if (++count > limits.maxElements) {
+      fail(`has more than ${limits.maxElements} elements`, ErrorCode.Codec_TooManyElements);
+    }
+    if (stack.length >= limits.maxDepth) fail(`nests deeper than ${limits.maxDepth} elements`, ErrorCode.Codec_TooDeep);
+    const el: Element = { name: tag.local, namespace: tag.uri, children: [] };
+    const parent = stack[stack.length - 1];
+    if (parent === undefined) root = el;
+    else parent.children.push(el);
+    stack.push(el);
+  });
+  parser.on("closetag", () => {
+    stack.pop();
+  });
+  const onText = (t: string): void => {
+    const parent = stack[stack.length - 1];
+    if (parent === undefined || t.length === 0) return;
+    const last = parent.children.length - 1;
+    const prev = parent.children[last];
+    if (typeof prev === "string") parent.children[last] = prev + t;
+    else parent.children.push(t);
+  };
+  parser.on("text", onText);
+  parser.on("cdata", onText);
+
+  parser.write(text).close();
+  if (root === undefined) fail("document has no root element");
+  return root as Element;
+}
