@@ -3,7 +3,17 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/**", "node_modules/**", "coverage/**", "test/fixtures/**", "eslint.config.js", "scripts/**"] },
+  {
+    ignores: [
+      "dist/**",
+      "node_modules/**",
+      "coverage/**",
+      "test/fixtures/**",
+      "test/bench/.build/**",
+      "eslint.config.js",
+      "scripts/**",
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
   {
@@ -29,7 +39,14 @@ export default tseslint.config(
         {
           patterns: [
             {
-              group: ["../../src/*", "!../../src/core", "!../../src/syncml", "../../src/*/**", "!../../src/core/**", "!../../src/syncml/**"],
+              group: [
+                "../../src/*",
+                "!../../src/core",
+                "!../../src/syncml",
+                "../../src/*/**",
+                "!../../src/core/**",
+                "!../../src/syncml/**",
+              ],
               message: "drivers import only drivers/driver.ts, src/core and src/syncml",
             },
           ],

@@ -6,12 +6,7 @@
  *   encode: message --> message-to-element --> Element --> xml-encode | wbxml-encode --> bytes
  */
 import { ErrorCode, GatewayError, isCodecError } from "../core/errors.js";
-import {
-  MIME_DM_WBXML,
-  MIME_DM_XML,
-  MIME_SYNCML_WBXML_LEGACY,
-  MIME_SYNCML_XML_LEGACY,
-} from "./constants.js";
+import { MIME_DM_WBXML, MIME_DM_XML, MIME_SYNCML_WBXML_LEGACY, MIME_SYNCML_XML_LEGACY } from "./constants.js";
 import { DEFAULT_LIMITS, type DecodeLimits, type Element } from "./element.js";
 import { messageFromElement } from "./message-from-element.js";
 import { messageToElement } from "./message-to-element.js";
@@ -30,7 +25,8 @@ export interface DecodedMessage {
 }
 
 /** A decode outcome as a value (style.md 2.3): bad input from outside is not an exception here. */
-export type Decoded<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: GatewayError };
+export type Decoded<T> =
+  { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: GatewayError };
 
 export interface DecodeOptions {
   /** Skip detection when the transport already said (Content-Type). */
@@ -57,7 +53,11 @@ export function tryDecodeMessage(bytes: Uint8Array, options: DecodeOptions = {})
 }
 
 /** Decodes either wire format into the generic element tree (used by tests and tools). */
-export function decodeElement(bytes: Uint8Array, encoding: Encoding, limits: DecodeLimits = DEFAULT_LIMITS): Element {
+export function decodeElement(
+  bytes: Uint8Array,
+  encoding: Encoding,
+  limits: DecodeLimits = DEFAULT_LIMITS,
+): Element {
   if (encoding === "xml") return decodeXmlElement(bytes, limits);
   return decodeWbxmlDocument(bytes, { limits, defaultLanguage: SYNCML_12 }).root;
 }
@@ -68,7 +68,11 @@ export interface EncodeOptions {
 }
 
 /** Encodes a DM message. Throws GatewayError(Codec_EncodeFailed) for what the format cannot carry. */
-export function encodeMessage(message: SyncMLMessage, encoding: Encoding, options: EncodeOptions = {}): Uint8Array {
+export function encodeMessage(
+  message: SyncMLMessage,
+  encoding: Encoding,
+  options: EncodeOptions = {},
+): Uint8Array {
   const root = messageToElement(message, encoding);
   if (encoding === "xml") return new TextEncoder().encode(encodeXmlElement(root, options.xml));
   return encodeWbxmlDocument(root, message.version === "1.1" ? SYNCML_11 : SYNCML_12);
@@ -80,9 +84,18 @@ export function encodeMessage(message: SyncMLMessage, encoding: Encoding, option
  */
 export function detectEncoding(bytes: Uint8Array): Encoding {
   const first = bytes[0];
-  if (first === undefined) throw new GatewayError("empty message", ErrorCode.Codec_Truncated, { context: { offset: 0 } });
+  if (first === undefined)
+    throw new GatewayError("empty message", ErrorCode.Codec_Truncated, { context: { offset: 0 } });
   if (first >= 0x01 && first <= 0x03) return "wbxml";
-  if (first === 0x3c || first === 0xef || first === 0x20 || first === 0x09 || first === 0x0a || first === 0x0d) return "xml";
+  if (
+    first === 0x3c ||
+    first === 0xef ||
+    first === 0x20 ||
+    first === 0x09 ||
+    first === 0x0a ||
+    first === 0x0d
+  )
+    return "xml";
   throw new GatewayError(
     `message starts with 0x${first.toString(16).padStart(2, "0")}: neither WBXML nor XML`,
     ErrorCode.Codec_UnknownDocument,

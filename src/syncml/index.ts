@@ -9,4 +9,11 @@ export { decodeWbxmlDocument, type WbxmlDocument } from "./wbxml-decode.js";
 export { encodeWbxmlDocument } from "./wbxml-encode.js";
 export { messageFromElement } from "./message-from-element.js";
 export { messageToElement } from "./message-to-element.js";
-export { SYNCML_11, SYNCML_12, DEVINF_11, DEVINF_12, DMDDF_12, type WbxmlLanguage } from "./wbxml-languages.js";
+export {
+  SYNCML_11,
+  SYNCML_12,
+  DEVINF_11,
+  DEVINF_12,
+  DMDDF_12,
+  type WbxmlLanguage,
+} from "./wbxml-languages.js";

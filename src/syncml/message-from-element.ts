@@ -6,7 +6,15 @@
  * not the WBXML public id or the xmlns).
  */
 import { ErrorCode, GatewayError } from "../core/errors.js";
-import { MIME_TNDS_WBXML, MIME_TNDS_XML, NS_DEVINF, NS_DMDDF_12, NS_SYNCML_11, NS_SYNCML_12 } from "./constants.js";
+import {
+  MIME_TNDS_WBXML,
+  MIME_TNDS_XML,
+  NS_DEVINF,
+  NS_DMDDF_12,
+  NS_METINF,
+  NS_SYNCML_11,
+  NS_SYNCML_12,
+} from "./constants.js";
 import { DEFAULT_LIMITS, isElement, type DecodeLimits, type Element, type Node } from "./element.js";
 import type {
   Chal,
@@ -28,10 +36,16 @@ import { DEVINF_12, DMDDF_12, type WbxmlLanguage } from "./wbxml-languages.js";
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
 
 /** Item Meta Types whose Data is an embedded document: WBXML form -> XML form and language. */
-export const EMBEDDED_TYPES: ReadonlyMap<string, { readonly xmlType: string; readonly language: WbxmlLanguage }> = new Map([
+export const EMBEDDED_TYPES: ReadonlyMap<
+  string,
+  { readonly xmlType: string; readonly language: WbxmlLanguage }
+> = new Map([
   [MIME_TNDS_WBXML, { xmlType: MIME_TNDS_XML, language: DMDDF_12 }],
   ["application/vnd.syncml.dmddf+wbxml", { xmlType: "application/vnd.syncml.dmddf+xml", language: DMDDF_12 }],
-  ["application/vnd.syncml-devinf+wbxml", { xmlType: "application/vnd.syncml-devinf+xml", language: DEVINF_12 }],
+  [
+    "application/vnd.syncml-devinf+wbxml",
+    { xmlType: "application/vnd.syncml-devinf+xml", language: DEVINF_12 },
+  ],
 ]);
 
 export function messageFromElement(root: Element, limits: DecodeLimits = DEFAULT_LIMITS): SyncMLMessage {
@@ -68,9 +82,13 @@ function versionOf(verDTD: string): SyncMLVersion {
   const v = verDTD.trim();
   if (v === "1.2") return "1.2";
   if (v === "1.1") return "1.1";
-  throw new GatewayError(`VerDTD ${JSON.stringify(v.slice(0, 20))} is not a SyncML DM version (1.2 or 1.1)`, ErrorCode.Codec_UnsupportedVersion, {
-    context: { verDTD: v.slice(0, 20) },
-  });
+  throw new GatewayError(
+    `VerDTD ${JSON.stringify(v.slice(0, 20))} is not a SyncML DM version (1.2 or 1.1)`,
+    ErrorCode.Codec_UnsupportedVersion,
+    {
+      context: { verDTD: v.slice(0, 20) },
+    },
+  );
 }
 
 function parseHdr(el: Element): SyncHdr {
@@ -206,7 +224,11 @@ const ITEM_COMMAND_CHILDREN = new Set(["CmdID", "NoResp", "Cred", "Meta", "Item"
 const ALERT_CHILDREN = new Set(["CmdID", "NoResp", "Cred", "Data", "Correlator", "Item"]);
 const EXEC_CHILDREN = new Set(["CmdID", "NoResp", "Cred", "Meta", "Correlator", "Item"]);
 
-function parseItemCommand(el: Element, kind: "Add" | "Copy" | "Delete" | "Get" | "Replace", ctx: Context): Command {
+function parseItemCommand(
+  el: Element,
+  kind: "Add" | "Copy" | "Delete" | "Get" | "Replace",
+  ctx: Context,
+): Command {
   const f: CommonFields = { items: [] };
   for (const c of elementChildren(el)) {
     if (!isSyncML(c) || !commonChild(c, f, ITEM_COMMAND_CHILDREN, ctx)) throw unknown(c, el);
@@ -450,10 +472,15 @@ function parseData(el: Element): Data {
     return { kind: "element", element: embeddedNamespace(toXmlElement(root)) };
   }
   if (el.children.some((c) => c instanceof Uint8Array)) {
-    const parts = el.children.map((c) => (typeof c === "string" ? new TextEncoder().encode(c) : (c as Uint8Array)));
-    return { kind: "opaque", bytes: parts.length === 1 && parts[0] !== undefined ? parts[0] : Buffer.concat(parts) };
+    const parts = el.children.map((c) =>
+      typeof c === "string" ? new TextEncoder().encode(c) : (c as Uint8Array),
+    );
+    return {
+      kind: "opaque",
+      bytes: parts.length === 1 && parts[0] !== undefined ? parts[0] : Buffer.concat(parts),
+    };
   }
-  return { kind: "text", text: el.children.join("") };
+  return { kind: "text", text: el.children.filter((c): c is string => typeof c === "string").join("") };
 }
 
 /**
@@ -599,14 +626,21 @@ function parseMem(el: Element): NonNullable<Meta["mem"]> {
 // ---- helpers ----
 
 function isSyncML(el: Element): boolean {
-  return el.namespace === NS_SYNCML_12 || el.namespace === NS_SYNCML_11 || el.namespace === "";
+  const ns = el.namespace;
+  // <Meta xmlns="syncml:metinf"> declares the MetInf namespace once for its children (RepPro 1.2
+  // allows either form); the Meta element itself then sits in that namespace too.
+  return ns === NS_SYNCML_12 || ns === NS_SYNCML_11 || ns === "" || (ns === NS_METINF && el.name === "Meta");
 }
 
 function expectSyncML(el: Element, name: string): void {
   if (el.name !== name || !isSyncML(el)) {
-    throw new GatewayError(`root element is <${el.name}> in "${el.namespace}", not a SyncML message`, ErrorCode.Codec_UnknownElement, {
-      context: { element: el.name, namespace: el.namespace },
-    });
+    throw new GatewayError(
+      `root element is <${el.name}> in "${el.namespace}", not a SyncML message`,
+      ErrorCode.Codec_UnknownElement,
+      {
+        context: { element: el.name, namespace: el.namespace },
+      },
+    );
   }
 }
 
@@ -640,10 +674,14 @@ function utf8(bytes: Uint8Array, el: Element): string {
   try {
     return UTF8.decode(bytes);
   } catch (cause) {
-    throw new GatewayError(`<${el.name}> holds bytes that are not UTF-8 text`, ErrorCode.Codec_InvalidEncoding, {
-      cause,
-      context: { element: el.name },
-    });
+    throw new GatewayError(
+      `<${el.name}> holds bytes that are not UTF-8 text`,
+      ErrorCode.Codec_InvalidEncoding,
+      {
+        cause,
+        context: { element: el.name },
+      },
+    );
   }
 }
 

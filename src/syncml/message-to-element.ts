@@ -24,7 +24,11 @@ interface Builder {
 }
 
 export function messageToElement(msg: SyncMLMessage, encoding: Encoding): Element {
-  const b: Builder = { ns: msg.version === "1.1" ? NS_SYNCML_11 : NS_SYNCML_12, encoding, version: msg.version };
+  const b: Builder = {
+    ns: msg.version === "1.1" ? NS_SYNCML_11 : NS_SYNCML_12,
+    encoding,
+    version: msg.version,
+  };
   const h = msg.hdr;
   const hdr: Node[] = [
     leaf(b, "VerDTD", h.verDTD),
@@ -124,9 +128,12 @@ function data(b: Builder, d: Data): { element: Element; embedded: boolean } {
     case "opaque":
       return { element: el(b, "Data", [d.bytes]), embedded: false };
     case "element":
-      if (b.encoding === "xml") return { element: el(b, "Data", [fromXmlElement(d.element)]), embedded: true };
+      if (b.encoding === "xml")
+        return { element: el(b, "Data", [fromXmlElement(d.element)]), embedded: true };
       return {
-        element: el(b, "Data", [encodeWbxmlDocument(fromXmlElement(d.element), embeddedLanguage(d.element, b))]),
+        element: el(b, "Data", [
+          encodeWbxmlDocument(fromXmlElement(d.element), embeddedLanguage(d.element, b)),
+        ]),
         embedded: true,
       };
   }

@@ -150,12 +150,7 @@ export interface ResultsCommand {
 }
 
 export type Command =
-  | ItemCommand
-  | AlertCommand
-  | ExecCommand
-  | ContainerCommand
-  | StatusCommand
-  | ResultsCommand;
+  ItemCommand | AlertCommand | ExecCommand | ContainerCommand | StatusCommand | ResultsCommand;
 
 export type CommandKind = Command["kind"];
 

@@ -72,17 +72,25 @@ export function decodeWbxmlDocument(bytes: Uint8Array, options: WbxmlDecodeOptio
   const reader = new Reader(bytes);
   const version = reader.byte("version");
   if (version < 0x01 || version > 0x03) {
-    throw new GatewayError(`WBXML version 0x${hex(version)} is not supported (1.1 to 1.3 are)`, ErrorCode.Codec_UnsupportedVersion, {
-      context: { version },
-    });
+    throw new GatewayError(
+      `WBXML version 0x${hex(version)} is not supported (1.1 to 1.3 are)`,
+      ErrorCode.Codec_UnsupportedVersion,
+      {
+        context: { version },
+      },
+    );
   }
   const numericId = reader.mbUint32("public id");
   const literalIndex = numericId === 0 ? reader.mbUint32("public id index") : undefined;
   const charset = reader.mbUint32("charset");
   if (charset !== Charset.Utf8 && charset !== Charset.UsAscii && charset !== Charset.Latin1) {
-    throw new GatewayError(`WBXML charset ${charset} is not supported (UTF-8 is)`, ErrorCode.Codec_UnsupportedCharset, {
-      context: { charset },
-    });
+    throw new GatewayError(
+      `WBXML charset ${charset} is not supported (UTF-8 is)`,
+      ErrorCode.Codec_UnsupportedCharset,
+      {
+        context: { charset },
+      },
+    );
   }
   const tableLength = reader.mbUint32("string table length");
   const table = reader.take(tableLength, "string table");
@@ -100,9 +108,13 @@ export function decodeWbxmlDocument(bytes: Uint8Array, options: WbxmlDecodeOptio
     language = languageByPublicId(numericId);
   }
   if (language === undefined) {
-    throw new GatewayError(`WBXML document type ${String(publicId)} is not a SyncML DM document`, ErrorCode.Codec_UnknownDocument, {
-      context: { publicId },
-    });
+    throw new GatewayError(
+      `WBXML document type ${String(publicId)} is not a SyncML DM document`,
+      ErrorCode.Codec_UnknownDocument,
+      {
+        context: { publicId },
+      },
+    );
   }
   const root = decodeBody(reader, table, language, limits, text);
   return { version, publicId, charset, language, root };
@@ -146,7 +158,9 @@ function decodeBody(
       case WbxmlToken.ENTITY: {
         const cp = reader.mbUint32("entity");
         if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-          throw new GatewayError(`WBXML entity ${cp} is not a character`, ErrorCode.Codec_InvalidEncoding, { context: { offset: at } });
+          throw new GatewayError(`WBXML entity ${cp} is not a character`, ErrorCode.Codec_InvalidEncoding, {
+            context: { offset: at },
+          });
         }
         addText(String.fromCodePoint(cp), at);
         continue;
@@ -195,7 +209,8 @@ function decodeBody(
     if (token === WbxmlToken.LITERAL || token === WbxmlToken.LITERAL_C) {
       name = tableString(table, reader.mbUint32("literal tag"), text);
       namespace = language.pages[page]?.namespace ?? "";
-      if (!/^[A-Za-z_][\w.-]*$/.test(name)) throw structure(`literal tag name "${name.slice(0, 40)}" is not an XML name`, at);
+      if (!/^[A-Za-z_][\w.-]*$/.test(name))
+        throw structure(`literal tag name "${name.slice(0, 40)}" is not an XML name`, at);
     } else {
       const entry = language.byToken[page]?.[token & 0x3f];
       if (entry === undefined) throw unknownToken(token, page, at);
@@ -203,9 +218,13 @@ function decodeBody(
       namespace = language.pages[page]?.namespace ?? "";
     }
     if (++count > limits.maxElements) {
-      throw new GatewayError(`WBXML document has more than ${limits.maxElements} elements`, ErrorCode.Codec_TooManyElements, {
-        context: { offset: at, limit: limits.maxElements },
-      });
+      throw new GatewayError(
+        `WBXML document has more than ${limits.maxElements} elements`,
+        ErrorCode.Codec_TooManyElements,
+        {
+          context: { offset: at, limit: limits.maxElements },
+        },
+      );
     }
     const el: Element = { name, namespace, children: [] };
     const parent = stack[stack.length - 1];
@@ -214,16 +233,23 @@ function decodeBody(
     else throw structure("a second root element", at);
     if ((token & 0x40) !== 0) {
       if (stack.length >= limits.maxDepth) {
-        throw new GatewayError(`WBXML document nests deeper than ${limits.maxDepth} elements`, ErrorCode.Codec_TooDeep, {
-          context: { offset: at, limit: limits.maxDepth },
-        });
+        throw new GatewayError(
+          `WBXML document nests deeper than ${limits.maxDepth} elements`,
+          ErrorCode.Codec_TooDeep,
+          {
+            context: { offset: at, limit: limits.maxDepth },
+          },
+        );
       }
       stack.push(el);
     } else if (stack.length === 0) {
       return finish(reader, root, at);
     }
   }
-  throw truncated(root === undefined ? "body" : `element <${stack[stack.length - 1]?.name ?? "?"}>`, reader.pos);
+  throw truncated(
+    root === undefined ? "body" : `element <${stack[stack.length - 1]?.name ?? "?"}>`,
+    reader.pos,
+  );
 }
 
 function finish(reader: Reader, root: Element | undefined, at: number): Element {
@@ -241,9 +267,13 @@ function finish(reader: Reader, root: Element | undefined, at: number): Element 
 /** A string of the string table: from `offset` to the next NUL, or to the table's end. */
 function tableString(table: Uint8Array, offset: number, text: (b: Uint8Array) => string): string {
   if (offset >= table.length) {
-    throw new GatewayError(`string table reference ${offset} is past the table (${table.length} bytes)`, ErrorCode.Codec_Truncated, {
-      context: { offset, tableLength: table.length },
-    });
+    throw new GatewayError(
+      `string table reference ${offset} is past the table (${table.length} bytes)`,
+      ErrorCode.Codec_Truncated,
+      {
+        context: { offset, tableLength: table.length },
+      },
+    );
   }
   const nul = table.indexOf(0, offset);
   return text(table.subarray(offset, nul < 0 ? table.length : nul));
@@ -280,17 +310,25 @@ function hex(n: number): string {
 }
 
 function unknownToken(token: number, page: number, offset: number): GatewayError {
-  return new GatewayError(`unknown WBXML token 0x${hex(token)} on code page ${page} at offset ${offset}`, ErrorCode.Codec_UnknownToken, {
-    context: { token, page, offset },
-  });
+  return new GatewayError(
+    `unknown WBXML token 0x${hex(token)} on code page ${page} at offset ${offset}`,
+    ErrorCode.Codec_UnknownToken,
+    {
+      context: { token, page, offset },
+    },
+  );
 }
 
 function truncated(what: string, offset: number): GatewayError {
-  return new GatewayError(`WBXML ends inside ${what} (offset ${offset})`, ErrorCode.Codec_Truncated, { context: { offset } });
+  return new GatewayError(`WBXML ends inside ${what} (offset ${offset})`, ErrorCode.Codec_Truncated, {
+    context: { offset },
+  });
 }
 
 function structure(message: string, offset: number): GatewayError {
-  return new GatewayError(`WBXML ${message} at offset ${offset}`, ErrorCode.Codec_InvalidStructure, { context: { offset } });
+  return new GatewayError(`WBXML ${message} at offset ${offset}`, ErrorCode.Codec_InvalidStructure, {
+    context: { offset },
+  });
 }
 
 /** A bounds-checked cursor over the input. */
@@ -319,9 +357,13 @@ class Reader {
         return value;
       }
     }
-    throw new GatewayError(`WBXML ${what} at offset ${start} overflows 32 bits`, ErrorCode.Codec_IntegerOverflow, {
-      context: { offset: start },
-    });
+    throw new GatewayError(
+      `WBXML ${what} at offset ${start} overflows 32 bits`,
+      ErrorCode.Codec_IntegerOverflow,
+      {
+        context: { offset: start },
+      },
+    );
   }
 
   take(length: number, what: string): Uint8Array {

@@ -18,9 +18,13 @@ const LATIN1 = new TextDecoder("latin1");
 export function decodeXmlElement(input: Uint8Array | string, limits: DecodeLimits = DEFAULT_LIMITS): Element {
   const size = typeof input === "string" ? input.length : input.byteLength;
   if (size > limits.maxBytes) {
-    throw new GatewayError(`XML document of ${size} bytes exceeds the limit of ${limits.maxBytes}`, ErrorCode.Codec_TooLarge, {
-      context: { size, limit: limits.maxBytes },
-    });
+    throw new GatewayError(
+      `XML document of ${size} bytes exceeds the limit of ${limits.maxBytes}`,
+      ErrorCode.Codec_TooLarge,
+      {
+        context: { size, limit: limits.maxBytes },
+      },
+    );
   }
   const text = typeof input === "string" ? input : bytesToXmlText(input);
   return parse(repairBareAmpersands(text), limits);
@@ -135,12 +139,14 @@ function parse(text: string, limits: DecodeLimits): Element {
   });
   parser.on("opentag", (tag: SaxesTagNS) => {
     for (const attr of Object.values(tag.attributes)) {
-      if (attr.prefix !== "xmlns" && attr.name !== "xmlns") fail(`attribute "${attr.name}" is not used in SyncML`);
+      if (attr.prefix !== "xmlns" && attr.name !== "xmlns")
+        fail(`attribute "${attr.name}" is not used in SyncML`);
     }
     if (++count > limits.maxElements) {
       fail(`has more than ${limits.maxElements} elements`, ErrorCode.Codec_TooManyElements);
     }
-    if (stack.length >= limits.maxDepth) fail(`nests deeper than ${limits.maxDepth} elements`, ErrorCode.Codec_TooDeep);
+    if (stack.length >= limits.maxDepth)
+      fail(`nests deeper than ${limits.maxDepth} elements`, ErrorCode.Codec_TooDeep);
     const el: Element = { name: tag.local, namespace: tag.uri, children: [] };
     const parent = stack[stack.length - 1];
     if (parent === undefined) root = el;

@@ -29,7 +29,13 @@ export function encodeXmlElement(root: Element, options: XmlEncodeOptions = {}):
   return parts.join("");
 }
 
-function writeElement(el: Element, parentNs: string, depth: number, out: string[], options: XmlEncodeOptions): void {
+function writeElement(
+  el: Element,
+  parentNs: string,
+  depth: number,
+  out: string[],
+  options: XmlEncodeOptions,
+): void {
   const indent = options.indent;
   const xmlns = el.namespace !== parentNs ? ` xmlns="${escapeText(el.namespace)}"` : "";
   if (el.children.length === 0) {
@@ -46,7 +52,13 @@ function writeElement(el: Element, parentNs: string, depth: number, out: string[
   out.push(`</${el.name}>`);
 }
 
-function writeNode(node: Node, parentNs: string, depth: number, out: string[], options: XmlEncodeOptions): void {
+function writeNode(
+  node: Node,
+  parentNs: string,
+  depth: number,
+  out: string[],
+  options: XmlEncodeOptions,
+): void {
   if (typeof node === "string") out.push(escapeText(node));
   else if (node instanceof Uint8Array) out.push(opaqueAsText(node, options));
   else writeElement(node, parentNs, depth, out, options);
@@ -69,8 +81,9 @@ function opaqueAsText(bytes: Uint8Array, options: XmlEncodeOptions): string {
 }
 
 // XML 1.0 Char production: no C0 controls except TAB/LF/CR, no lone surrogates, no U+FFFE/U+FFFF.
-// eslint-disable-next-line no-control-regex -- the control characters are exactly what we look for
-const INVALID_XML_CHAR = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const INVALID_XML_CHAR =
+  // eslint-disable-next-line no-control-regex -- the control characters are exactly what we look for
+  /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 const NEEDS_ESCAPE = /[&<>\r"]/;
 
 export function escapeText(text: string): string {

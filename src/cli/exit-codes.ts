@@ -1,0 +1,15 @@
+/** Process exit statuses, from BSD sysexits(3), so scripts and systemd can tell failures apart. */
+export const ExitCode = {
+  Ok: 0,
+  /** The command line was wrong. */
+  Usage: 64,
+  /** The input data was malformed (a codec error). */
+  DataError: 65,
+  /** An input file could not be opened. */
+  NoInput: 66,
+  /** An I/O error other than a missing input. */
+  IoError: 74,
+  /** The configuration is invalid: systemd must not restart (RestartPreventExitStatus=78). */
+  Config: 78,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];

@@ -1,0 +1,50 @@
+#!/usr/bin/env node
+/**
+ * Process entry: argv -> subcommand. Exit statuses follow sysexits (cli/exit-codes.ts); an error
+ * is one line on stderr, never a stack trace for bad input.
+ */
+import { isGatewayError, ErrorCode } from "./core/errors.js";
+import { runCodec } from "./cli/codec.js";
+import { runDemo } from "./cli/demo.js";
+import { ExitCode } from "./cli/exit-codes.js";
+
+const USAGE = `usage: dmgw <command> [options]
+
+commands:
+  demo                                   run the demo (a DM package through the codec, for now)
+  codec decode [FILE|-] [--json]         decode a DM message (XML or WBXML) and print it as XML
+  codec encode --to wbxml|xml [FILE|-]   re-encode a DM message
+  help                                   this text`;
+
+export function main(argv: readonly string[]): number {
+  const [command, ...args] = argv;
+  const stdout = { write: (chunk: string | Uint8Array) => process.stdout.write(chunk) };
+  try {
+    switch (command) {
+      case "demo":
+        return runDemo(stdout) ? ExitCode.Ok : ExitCode.DataError;
+      case "codec":
+        runCodec(args, stdout);
+        return ExitCode.Ok;
+      case undefined:
+      case "help":
+      case "--help":
+      case "-h":
+        process.stdout.write(USAGE + "\n");
+        return command === undefined ? ExitCode.Usage : ExitCode.Ok;
+      default:
+        process.stderr.write(`dmgw: unknown command "${command}"\n${USAGE}\n`);
+        return ExitCode.Usage;
+    }
+  } catch (e) {
+    if (isGatewayError(e)) {
+      process.stderr.write(`dmgw: ${e.message}\n`);
+      if (e.code === ErrorCode.Cli_Usage) return ExitCode.Usage;
+      if (e.code === ErrorCode.Cli_Io) return ExitCode.NoInput;
+      if (e.code.startsWith("Codec_")) return ExitCode.DataError;
+    }
+    throw e;
+  }
+}
+
+process.exitCode = main(process.argv.slice(2));
