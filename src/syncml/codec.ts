@@ -39,7 +39,7 @@ export function decodeMessage(bytes: Uint8Array, options: DecodeOptions = {}): D
   const limits = options.limits ?? DEFAULT_LIMITS;
   const encoding = options.encoding ?? detectEncoding(bytes);
   const root = decodeElement(bytes, encoding, limits);
-  return { message: messageFromElement(root, limits), encoding, raw: bytes };
+  return { message: messageFromElement(root, limits, encoding), encoding, raw: bytes };
 }
 
 /** `decodeMessage` with the failure as a value; any non-codec exception is a bug and propagates. */

@@ -29,11 +29,12 @@ import type {
   SyncMLVersion,
   XmlElement,
   XmlNode,
+  Encoding,
 } from "./model.js";
 import { decodeWbxmlDocument } from "./wbxml-decode.js";
 import { DEVINF_12, DMDDF_12, type WbxmlLanguage } from "./wbxml-languages.js";
 
-const UTF8 = new TextDecoder("utf-8", { fatal: true });
+const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** Item Meta Types whose Data is an embedded document: WBXML form -> XML form and language. */
 export const EMBEDDED_TYPES: ReadonlyMap<
@@ -48,19 +49,32 @@ export const EMBEDDED_TYPES: ReadonlyMap<
   ],
 ]);
 
-export function messageFromElement(root: Element, limits: DecodeLimits = DEFAULT_LIMITS): SyncMLMessage {
+/**
+ * `encoding` is the wire format the tree came from: in WBXML, a TNDS or DevInf type names its
+ * `+wbxml` form and the document travels as nested WBXML; the model holds the `+xml` form and the
+ * document as elements, whichever format carried it (libwbxml maps the two the same way).
+ */
+const EMBEDDED_LANGUAGE_BY_XML_TYPE: ReadonlyMap<string, WbxmlLanguage> = new Map(
+  [...EMBEDDED_TYPES.values()].map((v) => [v.xmlType, v.language]),
+);
+
+export function messageFromElement(
+  root: Element,
+  limits: DecodeLimits = DEFAULT_LIMITS,
+  encoding: Encoding = "xml",
+): SyncMLMessage {
   expectSyncML(root, "SyncML");
   let hdr: SyncHdr | undefined;
   let bodyEl: Element | undefined;
+  const ctx: Context = { limits, encoding };
   for (const child of elementChildren(root)) {
-    if (child.name === "SyncHdr" && isSyncML(child)) hdr = once(hdr, child, parseHdr);
+    if (child.name === "SyncHdr" && isSyncML(child)) hdr = once(hdr, child, (e) => parseHdr(e, ctx));
     else if (child.name === "SyncBody" && isSyncML(child)) bodyEl = once(bodyEl, child, (e) => e);
     else throw unknown(child, root);
   }
   if (hdr === undefined) throw missing("SyncHdr", root);
   if (bodyEl === undefined) throw missing("SyncBody", root);
   const version = versionOf(hdr.verDTD);
-  const ctx: Context = { limits };
   const commands: Command[] = [];
   let final = false;
   for (const child of elementChildren(bodyEl)) {
@@ -76,6 +90,7 @@ export function messageFromElement(root: Element, limits: DecodeLimits = DEFAULT
 
 interface Context {
   readonly limits: DecodeLimits;
+  readonly encoding: Encoding;
 }
 
 function versionOf(verDTD: string): SyncMLVersion {
@@ -91,7 +106,7 @@ function versionOf(verDTD: string): SyncMLVersion {
   );
 }
 
-function parseHdr(el: Element): SyncHdr {
+function parseHdr(el: Element, ctx: Context): SyncHdr {
   const f: {
     verDTD?: string;
     verProto?: string;
@@ -132,10 +147,10 @@ function parseHdr(el: Element): SyncHdr {
         f.noResp = once(f.noResp, c, flag);
         break;
       case "Cred":
-        f.cred = once(f.cred, c, parseCred);
+        f.cred = once(f.cred, c, (e) => parseCred(e, ctx));
         break;
       case "Meta":
-        f.meta = once(f.meta, c, parseMeta);
+        f.meta = once(f.meta, c, (e) => parseMeta(e, ctx));
         break;
       default:
         throw unknown(c, el);
@@ -201,10 +216,10 @@ function commonChild(c: Element, f: CommonFields, allowed: ReadonlySet<string>, 
       f.noResp = once(f.noResp, c, flag);
       return true;
     case "Cred":
-      f.cred = once(f.cred, c, parseCred);
+      f.cred = once(f.cred, c, (e) => parseCred(e, ctx));
       return true;
     case "Meta":
-      f.meta = once(f.meta, c, parseMeta);
+      f.meta = once(f.meta, c, (e) => parseMeta(e, ctx));
       return true;
     case "Correlator":
       f.correlator = once(f.correlator, c, textOf);
@@ -213,7 +228,7 @@ function commonChild(c: Element, f: CommonFields, allowed: ReadonlySet<string>, 
       f.data = once(f.data, c, textOf);
       return true;
     case "Item":
-      f.items.push(parseItem(c, ctx));
+      f.items.push(parseItem(c, ctx, f.meta?.type));
       return true;
     default:
       return false;
@@ -283,7 +298,7 @@ function parseContainer(el: Element, kind: "Atomic" | "Sequence", ctx: Context):
   for (const c of elementChildren(el)) {
     if (isSyncML(c) && c.name === "CmdID") cmdId = once(cmdId, c, textOf);
     else if (isSyncML(c) && c.name === "NoResp") noResp = once(noResp, c, flag);
-    else if (isSyncML(c) && c.name === "Meta") meta = once(meta, c, parseMeta);
+    else if (isSyncML(c) && c.name === "Meta") meta = once(meta, c, (e) => parseMeta(e, ctx));
     else commands.push(parseCommand(c, el, ctx));
   }
   return {
@@ -325,10 +340,10 @@ function parseStatus(el: Element, ctx: Context): Command {
         sourceRefs.push(textOf(c));
         break;
       case "Cred":
-        cred = once(cred, c, parseCred);
+        cred = once(cred, c, (e) => parseCred(e, ctx));
         break;
       case "Chal":
-        chal = once(chal, c, parseChal);
+        chal = once(chal, c, (e) => parseChal(e, ctx));
         break;
       case "Data":
         data = once(data, c, textOf);
@@ -374,7 +389,7 @@ function parseResults(el: Element, ctx: Context): Command {
         cmdRef = once(cmdRef, c, textOf);
         break;
       case "Meta":
-        meta = once(meta, c, parseMeta);
+        meta = once(meta, c, (e) => parseMeta(e, ctx));
         break;
       case "TargetRef":
         targetRefs.push(textOf(c));
@@ -383,7 +398,7 @@ function parseResults(el: Element, ctx: Context): Command {
         sourceRefs.push(textOf(c));
         break;
       case "Item":
-        items.push(parseItem(c, ctx));
+        items.push(parseItem(c, ctx, meta?.type));
         break;
       default:
         throw unknown(c, el);
@@ -401,7 +416,7 @@ function parseResults(el: Element, ctx: Context): Command {
   };
 }
 
-function parseItem(el: Element, ctx: Context): Item {
+function parseItem(el: Element, ctx: Context, inheritedType?: string): Item {
   let target: Location | undefined;
   let source: Location | undefined;
   let meta: Meta | undefined;
@@ -417,7 +432,7 @@ function parseItem(el: Element, ctx: Context): Item {
         source = once(source, c, parseLocation);
         break;
       case "Meta":
-        meta = once(meta, c, parseMeta);
+        meta = once(meta, c, (e) => parseMeta(e, ctx));
         break;
       case "Data":
         dataEl = once(dataEl, c, (e) => e);
@@ -432,15 +447,14 @@ function parseItem(el: Element, ctx: Context): Item {
   let data: Data | undefined;
   if (dataEl !== undefined) {
     data = parseData(dataEl);
-    // An embedded document sent as WBXML (OPAQUE) becomes the same element data the XML form gives,
-    // and its Meta Type the XML form, so that both encodings decode to one model.
-    const embedded = meta?.type === undefined ? undefined : EMBEDDED_TYPES.get(meta.type.trim());
-    if (embedded !== undefined && meta !== undefined && data.kind === "opaque") {
-      const nested = tryNestedDocument(data.bytes, embedded.language, ctx);
-      if (nested !== undefined) {
-        data = { kind: "element", element: nested };
-        meta = { ...meta, type: embedded.xmlType };
-      }
+    // An embedded document sent as WBXML (OPAQUE) becomes the same element data the XML form gives.
+    // Its type may sit on the Item or on the command (Results Meta); parseMeta already mapped it to
+    // the +xml form.
+    const type = (meta?.type ?? inheritedType)?.trim();
+    const language = type === undefined ? undefined : EMBEDDED_LANGUAGE_BY_XML_TYPE.get(type);
+    if (ctx.encoding === "wbxml" && language !== undefined && data.kind === "opaque") {
+      const nested = tryNestedDocument(data.bytes, language, ctx);
+      if (nested !== undefined) data = { kind: "element", element: nested };
     }
   }
   return {
@@ -500,11 +514,18 @@ function embeddedNamespace(el: XmlElement): XmlElement {
   return rewrite(el);
 }
 
+/**
+ * An embedded document (TNDS, DevInf) as model data. Whitespace between its elements is layout, not
+ * content (their DTDs have no mixed content), so it is dropped, as libwbxml drops it; the text of a
+ * leaf (a TNDS Value) is kept exactly.
+ */
 function toXmlElement(el: Element): XmlElement {
   const children: XmlNode[] = [];
+  const structured = el.children.some(isElement);
   for (const c of el.children) {
-    if (typeof c === "string") children.push(c);
-    else if (c instanceof Uint8Array) children.push(utf8(c, el));
+    if (typeof c === "string") {
+      if (!structured || !isBlank(c)) children.push(c);
+    } else if (c instanceof Uint8Array) children.push(utf8(c, el));
     else children.push(toXmlElement(c));
   }
   return { name: el.name, namespace: el.namespace, children };
@@ -521,21 +542,21 @@ function parseLocation(el: Element): Location {
   return { locUri: required(locUri, "LocURI", el), ...(locName !== undefined && { locName }) };
 }
 
-function parseCred(el: Element): Cred {
+function parseCred(el: Element, ctx: Context): Cred {
   let meta: Meta | undefined;
   let data: string | undefined;
   for (const c of elementChildren(el)) {
-    if (isSyncML(c) && c.name === "Meta") meta = once(meta, c, parseMeta);
+    if (isSyncML(c) && c.name === "Meta") meta = once(meta, c, (e) => parseMeta(e, ctx));
     else if (isSyncML(c) && c.name === "Data") data = once(data, c, textOf);
     else throw unknown(c, el);
   }
   return { ...(meta !== undefined && { meta }), data: required(data, "Data", el) };
 }
 
-function parseChal(el: Element): Chal {
+function parseChal(el: Element, ctx: Context): Chal {
   let meta: Meta | undefined;
   for (const c of elementChildren(el)) {
-    if (isSyncML(c) && c.name === "Meta") meta = once(meta, c, parseMeta);
+    if (isSyncML(c) && c.name === "Meta") meta = once(meta, c, (e) => parseMeta(e, ctx));
     else throw unknown(c, el);
   }
   return { meta: required(meta, "Meta", el) };
@@ -543,12 +564,21 @@ function parseChal(el: Element): Chal {
 
 type MutableMeta = { -readonly [K in keyof Meta]: Meta[K] };
 
-function parseMeta(el: Element): Meta {
+function parseMeta(el: Element, ctx: Context): Meta {
+  const m = parseMetInf(el);
+  if (ctx.encoding === "wbxml" && m.type !== undefined) {
+    const embedded = EMBEDDED_TYPES.get(m.type.trim());
+    if (embedded !== undefined) m.type = embedded.xmlType;
+  }
+  return m;
+}
+
+function parseMetInf(el: Element): MutableMeta {
   const m: MutableMeta = {};
   for (const c of elementChildren(el)) {
     // MetInf 1.2 may wrap its elements in <MetInf>; read through it.
     if (c.name === "MetInf") {
-      Object.assign(m, parseMeta(c));
+      Object.assign(m, parseMetInf(c));
       continue;
     }
     switch (c.name) {

@@ -105,37 +105,21 @@ function item(b: Builder, i: Item): Element {
   const out: Node[] = [];
   if (i.target !== undefined) out.push(location(b, "Target", i.target));
   if (i.source !== undefined) out.push(location(b, "Source", i.source));
-  let itemMeta = i.meta;
-  let dataNode: Element | undefined;
-  if (i.data !== undefined) {
-    const d = data(b, i.data);
-    dataNode = d.element;
-    if (d.embedded && b.encoding === "wbxml" && itemMeta?.type !== undefined) {
-      const wbxmlType = XML_TYPE_TO_WBXML.get(itemMeta.type.trim());
-      if (wbxmlType !== undefined) itemMeta = { ...itemMeta, type: wbxmlType };
-    }
-  }
-  if (itemMeta !== undefined) out.push(meta(b, itemMeta));
-  if (dataNode !== undefined) out.push(dataNode);
+  if (i.meta !== undefined) out.push(meta(b, i.meta));
+  if (i.data !== undefined) out.push(data(b, i.data));
   if (i.moreData === true) out.push(empty(b, "MoreData"));
   return el(b, "Item", out);
 }
 
-function data(b: Builder, d: Data): { element: Element; embedded: boolean } {
+function data(b: Builder, d: Data): Element {
   switch (d.kind) {
     case "text":
-      return { element: el(b, "Data", d.text.length > 0 ? [d.text] : []), embedded: false };
+      return el(b, "Data", d.text.length > 0 ? [d.text] : []);
     case "opaque":
-      return { element: el(b, "Data", [d.bytes]), embedded: false };
+      return el(b, "Data", [d.bytes]);
     case "element":
-      if (b.encoding === "xml")
-        return { element: el(b, "Data", [fromXmlElement(d.element)]), embedded: true };
-      return {
-        element: el(b, "Data", [
-          encodeWbxmlDocument(fromXmlElement(d.element), embeddedLanguage(d.element, b)),
-        ]),
-        embedded: true,
-      };
+      if (b.encoding === "xml") return el(b, "Data", [fromXmlElement(d.element)]);
+      return el(b, "Data", [encodeWbxmlDocument(fromXmlElement(d.element), embeddedLanguage(d.element, b))]);
   }
 }
 
@@ -176,7 +160,11 @@ function meta(b: Builder, m: Meta): Element {
     if (value !== undefined) out.push(metinf(name, value.length > 0 ? [value] : []));
   };
   mi("Format", m.format);
-  mi("Type", m.type);
+  // In WBXML a TNDS or DevInf document travels as WBXML, so its type names the +wbxml form wherever
+  // it appears (Item or command Meta), as libwbxml writes it.
+  const wbxmlType =
+    b.encoding === "wbxml" && m.type !== undefined ? XML_TYPE_TO_WBXML.get(m.type.trim()) : undefined;
+  mi("Type", wbxmlType ?? m.type);
   mi("Mark", m.mark);
   mi("Size", m.size);
   if (m.anchor !== undefined) {

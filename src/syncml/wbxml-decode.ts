@@ -57,7 +57,7 @@ export interface WbxmlDecodeOptions {
   readonly defaultLanguage?: WbxmlLanguage;
 }
 
-const UTF8 = new TextDecoder("utf-8", { fatal: true });
+const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const LATIN1 = new TextDecoder("latin1");
 
 export function decodeWbxmlDocument(bytes: Uint8Array, options: WbxmlDecodeOptions = {}): WbxmlDocument {

@@ -19,7 +19,7 @@ export interface XmlEncodeOptions {
   readonly binary?: "error" | "base64";
 }
 
-const UTF8 = new TextDecoder("utf-8", { fatal: true });
+const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 export function encodeXmlElement(root: Element, options: XmlEncodeOptions = {}): string {
   const parts: string[] = [];
