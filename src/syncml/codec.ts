@@ -38,8 +38,15 @@ export interface DecodeOptions {
 export function decodeMessage(bytes: Uint8Array, options: DecodeOptions = {}): DecodedMessage {
   const limits = options.limits ?? DEFAULT_LIMITS;
   const encoding = options.encoding ?? detectEncoding(bytes);
-  const root = decodeElement(bytes, encoding, limits);
-  return { message: messageFromElement(root, limits, encoding), encoding, raw: bytes };
+  if (encoding === "xml") {
+    return {
+      message: messageFromElement(decodeXmlElement(bytes, limits), limits, "xml"),
+      encoding,
+      raw: bytes,
+    };
+  }
+  const doc = decodeWbxmlDocument(bytes, { limits, defaultLanguage: SYNCML_12 });
+  return { message: messageFromElement(doc.root, limits, "wbxml", doc.elementCount), encoding, raw: bytes };
 }
 
 /** `decodeMessage` with the failure as a value; any non-codec exception is a bug and propagates. */

@@ -49,6 +49,8 @@ export interface WbxmlDocument {
   readonly charset: number;
   readonly language: WbxmlLanguage;
   readonly root: Element;
+  /** Elements in the document, for limits that span nested documents. */
+  readonly elementCount: number;
 }
 
 export interface WbxmlDecodeOptions {
@@ -60,8 +62,17 @@ export interface WbxmlDecodeOptions {
 const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const LATIN1 = new TextDecoder("latin1");
 
-export function decodeWbxmlDocument(bytes: Uint8Array, options: WbxmlDecodeOptions = {}): WbxmlDocument {
-  const limits = options.limits ?? DEFAULT_LIMITS;
+interface Header {
+  readonly reader: Reader;
+  readonly version: number;
+  readonly publicId: number | string;
+  readonly charset: number;
+  readonly table: Uint8Array;
+  readonly text: (b: Uint8Array) => string;
+  readonly language: WbxmlLanguage;
+}
+
+function readHeader(bytes: Uint8Array, limits: DecodeLimits, options: WbxmlDecodeOptions): Header {
   if (bytes.byteLength > limits.maxBytes) {
     throw new GatewayError(
       `WBXML document of ${bytes.byteLength} bytes exceeds the limit of ${limits.maxBytes}`,
@@ -116,8 +127,29 @@ export function decodeWbxmlDocument(bytes: Uint8Array, options: WbxmlDecodeOptio
       },
     );
   }
-  const root = decodeBody(reader, table, language, limits, text);
-  return { version, publicId, charset, language, root };
+  return { reader, version, publicId, charset, table, text, language };
+}
+
+/**
+ * The language a WBXML document names in its header, or undefined when the bytes do not start a
+ * document we know. Lets a decoder recognise an embedded TNDS or DevInf document whose Item carries
+ * no type to say so (the DM DDF FPI in a string table is not something binary data has by chance).
+ */
+export function sniffWbxmlLanguage(bytes: Uint8Array): WbxmlLanguage | undefined {
+  try {
+    return readHeader(bytes, DEFAULT_LIMITS, {}).language;
+  } catch {
+    return undefined; // not a WBXML header we know: it is just bytes
+  }
+}
+
+export function decodeWbxmlDocument(bytes: Uint8Array, options: WbxmlDecodeOptions = {}): WbxmlDocument {
+  const limits = options.limits ?? DEFAULT_LIMITS;
+  const { reader, version, publicId, charset, table, text, language } = readHeader(bytes, limits, options);
+
+  const counter = { elements: 0 };
+  const root = decodeBody(reader, table, language, limits, text, counter);
+  return { version, publicId, charset, language, root, elementCount: counter.elements };
 }
 
 function decodeBody(
@@ -126,6 +158,7 @@ function decodeBody(
   language: WbxmlLanguage,
   limits: DecodeLimits,
   text: (b: Uint8Array) => string,
+  counter: { elements: number },
 ): Element {
   const stack: Element[] = [];
   let root: Element | undefined;
@@ -134,14 +167,54 @@ function decodeBody(
   const bytes = reader.bytes;
   const end = bytes.length;
 
+  // Content of the innermost open element is gathered here and attached when that element gets a
+  // child element or ends: adjacent STR_I/STR_T/ENTITY pieces become one string and adjacent OPAQUE
+  // pieces one copy of their bytes, so a stream of tiny tokens costs no more than its own size.
+  let textParts: string[] = [];
+  let opaqueRanges: number[] = []; // start, end pairs into `bytes`
+  let opaqueLength = 0;
+  // Text expanded from the string table may exceed the input; bound what a document can expand to.
+  let textBudget = Math.min(limits.maxBytes, 16 * end + 4096);
+
   const addText = (value: string, at: number): void => {
-    const parent = stack[stack.length - 1];
-    if (parent === undefined) throw structure("content outside the root element", at);
+    if (stack.length === 0) throw structure("content outside the root element", at);
     if (value.length === 0) return;
-    const last = parent.children.length - 1;
-    const prev = parent.children[last];
-    if (typeof prev === "string") parent.children[last] = prev + value;
-    else parent.children.push(value);
+    textBudget -= value.length;
+    if (textBudget < 0) {
+      throw new GatewayError(
+        `WBXML document expands to more text than its size allows`,
+        ErrorCode.Codec_TooLarge,
+        {
+          context: { offset: at },
+        },
+      );
+    }
+    if (opaqueRanges.length > 0) flushOpaque();
+    textParts.push(value);
+  };
+  const flushText = (): void => {
+    const parent = stack[stack.length - 1];
+    if (parent !== undefined)
+      parent.children.push(textParts.length === 1 ? (textParts[0] ?? "") : textParts.join(""));
+    textParts = [];
+  };
+  const flushOpaque = (): void => {
+    // A fresh copy: the model must not share memory with the caller's (reusable) input buffer.
+    const out = new Uint8Array(opaqueLength);
+    let o = 0;
+    for (let i = 0; i < opaqueRanges.length; i += 2) {
+      const from = opaqueRanges[i] ?? 0;
+      const to = opaqueRanges[i + 1] ?? 0;
+      out.set(bytes.subarray(from, to), o);
+      o += to - from;
+    }
+    stack[stack.length - 1]?.children.push(out);
+    opaqueRanges = [];
+    opaqueLength = 0;
+  };
+  const flush = (): void => {
+    if (textParts.length > 0) flushText();
+    else if (opaqueRanges.length > 0) flushOpaque();
   };
 
   while (reader.pos < end) {
@@ -152,6 +225,7 @@ function decodeBody(
         page = reader.byte("code page");
         continue;
       case WbxmlToken.END:
+        flush();
         if (stack.pop() === undefined) throw structure("END without an open element", at);
         if (stack.length === 0) return finish(reader, root, at);
         continue;
@@ -180,10 +254,17 @@ function decodeBody(
       }
       case WbxmlToken.OPAQUE: {
         const length = reader.mbUint32("opaque length");
-        const data = reader.take(length, "opaque data").slice();
-        const parent = stack[stack.length - 1];
-        if (parent === undefined) throw structure("content outside the root element", at);
-        parent.children.push(data);
+        const from = reader.pos;
+        reader.take(length, "opaque data");
+        if (stack.length === 0) throw structure("content outside the root element", at);
+        if (textParts.length > 0) flushText();
+        if (length > 0) {
+          opaqueRanges.push(from, from + length);
+          opaqueLength += length;
+        } else if (opaqueRanges.length === 0) {
+          // An empty OPAQUE still says "binary content": keep it as zero bytes (at most one).
+          opaqueRanges.push(from, from);
+        }
         continue;
       }
       case WbxmlToken.EXT_I_0:
@@ -217,7 +298,8 @@ function decodeBody(
       name = entry;
       namespace = language.pages[page]?.namespace ?? "";
     }
-    if (++count > limits.maxElements) {
+    counter.elements = ++count;
+    if (count > limits.maxElements) {
       throw new GatewayError(
         `WBXML document has more than ${limits.maxElements} elements`,
         ErrorCode.Codec_TooManyElements,
@@ -226,6 +308,7 @@ function decodeBody(
         },
       );
     }
+    flush();
     const el: Element = { name, namespace, children: [] };
     const parent = stack[stack.length - 1];
     if (parent !== undefined) parent.children.push(el);
