@@ -23,6 +23,18 @@ export enum ErrorCode {
   Codec_TrailingData = "Codec_TrailingData",
   Codec_EncodeFailed = "Codec_EncodeFailed",
 
+  // Store_*: the SQLite file.
+  Store_Missing = "Store_Missing",
+  Store_Unavailable = "Store_Unavailable",
+  Store_Foreign = "Store_Foreign",
+  Store_TooNew = "Store_TooNew",
+  Store_Corrupt = "Store_Corrupt",
+
+  // Tree_*: misuse of the tree by gateway code (a server's bad request is a DM status, not this).
+  Tree_InvalidPlugin = "Tree_InvalidPlugin",
+  Tree_NotFound = "Tree_NotFound",
+  Tree_Conflict = "Tree_Conflict",
+
   // Cli_*: the command line was used wrongly.
   Cli_Usage = "Cli_Usage",
   Cli_Io = "Cli_Io",
