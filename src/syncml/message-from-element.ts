@@ -35,6 +35,7 @@ import { decodeWbxmlDocument, sniffWbxmlLanguage } from "./wbxml-decode.js";
 import { DEVINF_11, DEVINF_12, DMDDF_12, type WbxmlLanguage } from "./wbxml-languages.js";
 
 const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+const UTF8_ENCODER = new TextEncoder();
 
 /** Item Meta Types whose Data is an embedded document: WBXML form -> XML form and language. */
 export const EMBEDDED_TYPES: ReadonlyMap<
@@ -469,6 +470,13 @@ function parseItem(el: Element, ctx: Context, inheritedType?: string): Item {
       const nested = language === undefined ? undefined : tryNestedDocument(data.bytes, language, ctx);
       if (nested !== undefined) data = { kind: "element", element: nested };
     }
+    // Element Data is an XML document whichever format carried it: its type is the +xml form.
+    const wbxmlForm =
+      data.kind === "element" && item.meta?.type !== undefined
+        ? EMBEDDED_TYPES.get(item.meta.type)
+        : undefined;
+    if (wbxmlForm !== undefined && item.meta !== undefined)
+      item.meta = { ...item.meta, type: wbxmlForm.xmlType };
     // Keep the DTD order of fields (Target, Source, Meta, Data, MoreData) for readable output.
     const moreData = item.moreData;
     delete item.moreData;
@@ -512,13 +520,18 @@ function parseData(el: Element): Data {
     return { kind: "element", element: embeddedNamespace(toXmlElement(root)) };
   }
   if (el.children.some((c) => c instanceof Uint8Array)) {
+    // Text and OPAQUE mixed in one Data: the bytes in order, text as UTF-8, in one fresh array.
     const parts = el.children.map((c) =>
-      typeof c === "string" ? new TextEncoder().encode(c) : (c as Uint8Array),
+      typeof c === "string" ? UTF8_ENCODER.encode(c) : (c as Uint8Array),
     );
-    return {
-      kind: "opaque",
-      bytes: parts.length === 1 && parts[0] !== undefined ? parts[0] : Buffer.concat(parts),
-    };
+    if (parts.length === 1 && parts[0] !== undefined) return { kind: "opaque", bytes: parts[0] };
+    const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let offset = 0;
+    for (const p of parts) {
+      bytes.set(p, offset);
+      offset += p.length;
+    }
+    return { kind: "opaque", bytes };
   }
   return { kind: "text", text: el.children.filter((c): c is string => typeof c === "string").join("") };
 }
@@ -598,7 +611,7 @@ type MutableMeta = { -readonly [K in keyof Meta]: Meta[K] };
 function parseMeta(el: Element, ctx: Context): Meta {
   const m = parseMetInf(el);
   if (ctx.encoding === "wbxml" && m.type !== undefined) {
-    const embedded = EMBEDDED_TYPES.get(m.type.trim());
+    const embedded = EMBEDDED_TYPES.get(m.type);
     if (embedded !== undefined) m.type = embedded.xmlType;
   }
   return m;

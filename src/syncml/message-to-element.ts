@@ -163,7 +163,7 @@ function meta(b: Builder, m: Meta): Element {
   // In WBXML a TNDS or DevInf document travels as WBXML, so its type names the +wbxml form wherever
   // it appears (Item or command Meta), as libwbxml writes it.
   const wbxmlType =
-    b.encoding === "wbxml" && m.type !== undefined ? XML_TYPE_TO_WBXML.get(m.type.trim()) : undefined;
+    b.encoding === "wbxml" && m.type !== undefined ? XML_TYPE_TO_WBXML.get(m.type) : undefined;
   mi("Type", wbxmlType ?? m.type);
   mi("Mark", m.mark);
   mi("Size", m.size);

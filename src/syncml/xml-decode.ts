@@ -27,15 +27,15 @@ export function decodeXmlElement(input: Uint8Array | string, limits: DecodeLimit
       },
     );
   }
-  const text = repairBareAmpersands(typeof input === "string" ? input : bytesToXmlText(input));
+  const { text, sentinel } = protectBareAmpersands(typeof input === "string" ? input : bytesToXmlText(input));
   // saxes runs about 1.7x faster without position tracking. Well-formed input (the common case)
   // needs no positions; malformed input is parsed a second time with them, so that the error names
   // its line and column. Both passes are linear, so bad input still costs bounded time.
   try {
-    return parse(text, limits, false);
+    return parse(text, limits, false, sentinel);
   } catch (e) {
     if (!(e instanceof GatewayError)) throw e;
-    parse(text, limits, true);
+    parse(text, limits, true, sentinel);
     throw e; // unreachable in practice: the second pass fails where the first did
   }
 }
@@ -86,50 +86,39 @@ function declaredEncoding(bytes: Uint8Array, start: number): string | undefined 
  * Real DM servers put unescaped `&` in text (Alert option strings such as `MAXDT=15&DR=1`). XML
  * forbids it; we read an `&` that does not start a well-formed reference as a literal `&`.
  * CDATA sections, comments and processing instructions are left alone: `&` is literal there.
+ *
+ * Each bare `&` becomes one private-use character that does not occur in the document, which the
+ * text handler turns back into `&`: the document keeps its length (so error columns stay exact and
+ * a message of `&`s costs no more than its size), where `&amp;` would make it up to 5x longer.
  */
-export function repairBareAmpersands(text: string): string {
-  if (!text.includes("&")) return text;
-  let out = "";
-  let copied = 0;
-  let i = 0;
-  // Next start of each section kind at or after i; refreshed only when i passes it (linear time).
-  const next = SECTIONS.map((s) => text.indexOf(s.opener));
-  for (;;) {
-    const amp = text.indexOf("&", i);
-    if (amp < 0) break;
-    let section = -1;
-    for (let k = 0; k < SECTIONS.length; k++) {
-      let at = next[k] ?? -1;
-      if (at >= 0 && at < i) {
-        at = text.indexOf(SECTIONS[k]?.opener ?? "", i);
-        next[k] = at;
-      }
-      if (at >= 0 && at < amp && (section < 0 || at < (next[section] ?? -1))) section = k;
-    }
-    if (section >= 0) {
-      const s = SECTIONS[section];
-      const from = next[section] ?? 0;
-      if (s === undefined) break;
-      const close = text.indexOf(s.terminator, from + s.opener.length);
-      if (close < 0) break; // unterminated: saxes reports it
-      i = close + s.terminator.length;
-      continue;
-    }
-    if (!REFERENCE.test(text.slice(amp, amp + 64))) {
-      out += text.slice(copied, amp) + "&amp;";
-      copied = amp + 1;
-    }
-    i = amp + 1;
-  }
-  return copied === 0 ? text : out + text.slice(copied);
+export function protectBareAmpersands(text: string): {
+  readonly text: string;
+  readonly sentinel: string | undefined;
+} {
+  if (!text.includes("&")) return { text, sentinel: undefined };
+  let code = 0xe000;
+  while (code <= 0xf8ff && text.includes(String.fromCharCode(code))) code++;
+  if (code > 0xf8ff) return { text, sentinel: undefined }; // every private-use char is taken: leave it to saxes
+  const sentinel = String.fromCharCode(code);
+  const replaced = { count: 0 };
+  const out = text.replace(BARE_AMPERSAND_OR_SECTION, (match) => {
+    if (match !== "&") return match;
+    replaced.count++;
+    return sentinel;
+  });
+  return replaced.count > 0 ? { text: out, sentinel } : { text, sentinel: undefined };
 }
 
-const REFERENCE = /^&(?:[A-Za-z_:][A-Za-z0-9._:-]*|#[0-9]+|#x[0-9A-Fa-f]+);/;
-const SECTIONS = [
-  { opener: "<![CDATA[", terminator: "]]>" },
-  { opener: "<!--", terminator: "-->" },
-  { opener: "<?", terminator: "?>" },
-] as const;
+/** `repairBareAmpersands` as text with `&amp;` (kept for tools and tests that want XML back). */
+export function repairBareAmpersands(text: string): string {
+  const { text: out, sentinel } = protectBareAmpersands(text);
+  return sentinel === undefined ? out : out.split(sentinel).join("&amp;");
+}
+
+// A CDATA section, comment or PI (kept whole, `&` is literal inside), or an `&` that starts no
+// well-formed entity or character reference.
+const BARE_AMPERSAND_OR_SECTION =
+  /<!\[CDATA\[[\s\S]*?\]\]>|<!--[\s\S]*?-->|<\?[\s\S]*?\?>|&(?!(?:[A-Za-z_:][A-Za-z0-9._:-]*|#[0-9]+|#x[0-9A-Fa-f]+);)/g;
 
 /** The namespace bindings in force at an element: its default namespace and its prefixes. */
 interface Scope {
@@ -138,13 +127,15 @@ interface Scope {
 }
 
 const ROOT_SCOPE: Scope = { defaultNs: "", prefixes: undefined };
+const XML_NS = "http://www.w3.org/XML/1998/namespace";
+const XMLNS_NS = "http://www.w3.org/2000/xmlns/";
 
 /** The namespaces the model compares against, so that comparisons meet the same string objects. */
 const KNOWN_NAMESPACES: ReadonlyMap<string, string> = new Map(
   [NS_SYNCML_12, NS_SYNCML_11, NS_METINF, NS_DMDDF_12, NS_DEVINF].map((ns) => [ns, ns]),
 );
 
-function parse(text: string, limits: DecodeLimits, position: boolean): Element {
+function parse(text: string, limits: DecodeLimits, position: boolean, sentinel: string | undefined): Element {
   // Namespaces are resolved here rather than by saxes (xmlns: true): SyncML messages declare at
   // most a default namespace and the odd MetInf prefix, and saxes' general resolver was the single
   // largest cost of decoding (profiled on a DM Package 1). saxes still checks well-formedness.
@@ -178,9 +169,18 @@ function parse(text: string, limits: DecodeLimits, position: boolean): Element {
     const attributes = tag.attributes;
     for (const key in attributes) {
       const value = attributes[key] ?? "";
-      if (key === "xmlns") defaultNs = KNOWN_NAMESPACES.get(value) ?? value;
-      else if (key.startsWith("xmlns:")) {
-        if (value === "") fail(`prefix "${key.slice(6)}" is bound to an empty namespace`);
+      if (key === "xmlns") {
+        if (value === XML_NS || value === XMLNS_NS) fail(`the default namespace cannot be ${value}`);
+        defaultNs = KNOWN_NAMESPACES.get(value) ?? value;
+      } else if (key.startsWith("xmlns:")) {
+        // Namespaces in XML 1.0 section 3: `xml` is bound only to its own namespace, `xmlns` is
+        // never declared, and no other prefix may take either namespace.
+        const prefix = key.slice(6);
+        if (prefix === "xmlns" || (prefix === "xml") !== (value === XML_NS) || value === XMLNS_NS) {
+          fail(`namespace declaration ${key}="${value}" is not allowed`);
+        }
+        if (prefix === "" || prefix.includes(":")) fail(`"${key}" is not a namespace declaration`);
+        if (value === "") fail(`prefix "${prefix}" is bound to an empty namespace`);
         prefixes = { ...prefixes, [key.slice(6)]: KNOWN_NAMESPACES.get(value) ?? value };
       } else fail(`attribute "${key}" is not used in SyncML`);
     }
@@ -191,7 +191,8 @@ function parse(text: string, limits: DecodeLimits, position: boolean): Element {
     if (colon >= 0) {
       const prefix = name.slice(0, colon);
       local = name.slice(colon + 1);
-      const bound = prefixes?.[prefix];
+      if (prefix === "" || local === "" || local.includes(":")) fail(`"${name}" is not a qualified name`);
+      const bound = prefix === "xml" ? XML_NS : prefixes?.[prefix];
       if (bound === undefined) fail(`prefix "${prefix}" is not bound to a namespace`);
       namespace = bound ?? "";
     }
@@ -208,9 +209,10 @@ function parse(text: string, limits: DecodeLimits, position: boolean): Element {
     stack.pop();
     scopes.pop();
   });
-  const onText = (t: string): void => {
+  const onText = (raw: string): void => {
     const parent = stack[stack.length - 1];
-    if (parent === undefined || t.length === 0) return;
+    if (parent === undefined || raw.length === 0) return;
+    const t = sentinel !== undefined && raw.includes(sentinel) ? raw.split(sentinel).join("&") : raw;
     const last = parent.children.length - 1;
     const prev = parent.children[last];
     if (typeof prev === "string") parent.children[last] = prev + t;
