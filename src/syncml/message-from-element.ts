@@ -564,8 +564,11 @@ function toXmlElement(el: Element): XmlElement {
   for (const c of el.children) {
     if (typeof c === "string") {
       if (!structured || !isBlank(c)) children.push(c);
-    } else if (c instanceof Uint8Array) children.push(utf8(c, el));
-    else children.push(toXmlElement(c));
+    } else if (c instanceof Uint8Array) {
+      // OPAQUE in a TNDS Value is a binary (bin) value, which TNDS XML writes as Base64 (TNDS 1.2).
+      const binaryValue = el.name === "Value" && el.namespace === NS_DMDDF_12;
+      children.push(binaryValue ? Buffer.from(c).toString("base64") : utf8(c, el));
+    } else children.push(toXmlElement(c));
   }
   return { name: el.name, namespace: el.namespace, children };
 }
