@@ -7,6 +7,7 @@ import { existsSync } from "node:fs";
 /** Debian package -> a file whose presence proves it is installed. */
 const REQUIRED = [
   { pkg: "libwbxml2-utils", probe: "/usr/bin/xml2wbxml", why: "WBXML interop tests (xml2wbxml, wbxml2xml)" },
+  { pkg: "socat", probe: "/usr/bin/socat", why: "serial tests on pty pairs (the modem simulator)" },
 ];
 
 const missing = REQUIRED.filter((r) => !existsSync(r.probe));
