@@ -7,6 +7,7 @@ import { isGatewayError, ErrorCode } from "./core/errors.js";
 import { runCodec } from "./cli/codec.js";
 import { runDemo } from "./cli/demo.js";
 import { ExitCode } from "./cli/exit-codes.js";
+import { runTree } from "./cli/tree.js";
 
 const USAGE = `usage: dmgw <command> [options]
 
@@ -14,6 +15,10 @@ commands:
   demo                                   run the demo (a DM package through the codec, for now)
   codec decode [FILE|-] [--json]         decode a DM message (XML or WBXML) and print it as XML
   codec encode --to wbxml|xml [FILE|-]   re-encode a DM message
+  tree get URI [--json]                  a node of the management tree (--db FILE; dmgw tree help)
+  tree set URI VALUE [--format F]        set a leaf, creating it when missing
+  tree list URI [--depth N] [--json]     a subtree, one node a line
+  tree export URI --tnds                 a subtree as TNDS XML
   help                                   this text`;
 
 export function main(argv: readonly string[]): number {
@@ -26,6 +31,8 @@ export function main(argv: readonly string[]): number {
       case "codec":
         runCodec(args, stdout);
         return ExitCode.Ok;
+      case "tree":
+        return runTree(args, stdout, { write: (chunk: string | Uint8Array) => process.stderr.write(chunk) });
       case undefined:
       case "help":
       case "--help":

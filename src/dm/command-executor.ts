@@ -60,8 +60,14 @@ function runCommand(command: Command, ctx: ExecutorContext, out: Reply[], scope:
       return runAtomic(command, ctx, out, scope);
     case "Sequence": {
       out.push(status(ctx, command, StatusCode.Ok));
-      for (const inner of command.commands) runCommand(inner, ctx, out, scope);
-      return StatusCode.Ok;
+      // The Sequence itself answers 200, but a failure inside it is a failure of the enclosing
+      // Atomic (RepPro 1.2 Atomic: all contained commands succeed or all are rolled back).
+      let worst: number = StatusCode.Ok;
+      for (const inner of command.commands) {
+        const code = runCommand(inner, ctx, out, scope);
+        if (code >= 300) worst = Math.max(worst, code);
+      }
+      return worst;
     }
     case "Status":
     case "Results":
@@ -88,6 +94,8 @@ function runAtomic(command: ContainerCommand, ctx: ExecutorContext, out: Reply[]
   const atomicStatus = status(ctx, command, StatusCode.Ok);
   if (scope.inAtomic) {
     out.push({ ...atomicStatus, data: String(StatusCode.CommandFailed) });
+    // Every command gets a Status (RepPro 1.2): the nested Atomic's commands were not run (215).
+    for (const c of command.commands) skip(c, ctx, out, StatusCode.NotExecuted);
     return StatusCode.CommandFailed;
   }
   const index = out.length;
@@ -101,15 +109,18 @@ function runAtomic(command: ContainerCommand, ctx: ExecutorContext, out: Reply[]
         skip(c, ctx, inner, StatusCode.NotExecuted);
         continue;
       }
-      const from = inner.length;
       const code = runCommand(c, ctx, inner, { inAtomic: true });
       codes.push(code);
       if (code >= 300) {
         failed = true;
-        // Everything that had succeeded is rolled back with the savepoint: say so.
-        for (let i = 0; i < from; i++) {
+        // Everything that had succeeded is rolled back with the savepoint: say so (216), including
+        // the successful Items of the failing command itself (RepPro 1.2 Atomic).
+        for (let i = 0; i < inner.length; i++) {
           const s = inner[i];
-          if (s?.kind === "Status" && Number(s.data) < 300)
+          if (s?.kind !== "Status") continue;
+          const replied = Number(s.data);
+          // 215 (a nested Atomic's commands, never run) is not a success to roll back.
+          if (replied < 300 && replied !== StatusCode.NotExecuted)
             inner[i] = { ...s, data: String(StatusCode.AtomicRollbackOk) };
         }
       }

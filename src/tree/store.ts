@@ -352,11 +352,21 @@ function prepare(db: Database.Database) {
 function checkHeader(path: string): void {
   const header = Buffer.alloc(16);
   let read: number;
-  const fd = openSync(path, "r");
   try {
-    read = readSync(fd, header, 0, 16, 0);
-  } finally {
-    closeSync(fd);
+    const fd = openSync(path, "r");
+    try {
+      read = readSync(fd, header, 0, 16, 0);
+    } finally {
+      closeSync(fd);
+    }
+  } catch (cause) {
+    // A path that cannot be read (a directory, no permission) is refused with a GatewayError naming
+    // the file, like every other refusal of Store.open, not a bare fs error (EISDIR, EACCES).
+    throw new GatewayError(
+      `cannot read database ${path}: ${(cause as Error).message}`,
+      ErrorCode.Store_Unavailable,
+      { cause, context: { path } },
+    );
   }
   if (read === 0) return; // an empty file: SQLite treats it as a new database
   if (read < 16 || header.toString("latin1") !== SQLITE_MAGIC) {

@@ -139,16 +139,24 @@ export class DmTree {
   savepoint<T>(fn: () => { commit: boolean; value: T }): { committed: boolean; value: T } {
     const db = this.store.db;
     const name = "atomic";
+    // afterCommit hooks registered inside a rolled-back savepoint belong to commands that were
+    // undone (216 in an Atomic, RepPro 1.2): drop them with the changes.
+    const hooks = this.#afterCommit;
+    const mark = hooks?.length ?? 0;
     db.exec(`SAVEPOINT ${name}`);
     let outcome: { commit: boolean; value: T };
     try {
       outcome = fn();
     } catch (e) {
       db.exec(`ROLLBACK TO ${name}; RELEASE ${name}`);
+      if (hooks !== undefined) hooks.length = mark;
       throw e;
     }
     if (outcome.commit) db.exec(`RELEASE ${name}`);
-    else db.exec(`ROLLBACK TO ${name}; RELEASE ${name}`);
+    else {
+      db.exec(`ROLLBACK TO ${name}; RELEASE ${name}`);
+      if (hooks !== undefined) hooks.length = mark;
+    }
     return { committed: outcome.commit, value: outcome.value };
   }
 
@@ -229,7 +237,9 @@ export class DmTree {
       return fail(StatusCode.CommandNotAllowed, "the parent is a leaf");
     const ancestorAcl = this.#effective(rows);
     if (!aclGrants(ancestorAcl, "Add", serverId)) return fail(StatusCode.PermissionDenied, "ACL denies Add");
-    const format = input.format ?? (input.value === undefined ? "node" : "chr");
+    // Without Meta/Format the Format is chr, Data or not: an interior node needs Format `node`
+    // explicitly (protocol.md 3.3 Add: "Interior nodes need Meta/Format = node").
+    const format = input.format ?? "chr";
     const checked = checkValue(format, input.value);
     if (checked !== undefined) return checked;
 
@@ -577,10 +587,11 @@ export class DmTree {
     includeSecret = false,
   ): TreeNode {
     const format = formatOf(row.format);
+    const hidden = (row.flags & NodeFlag.Secret) !== 0 && !includeSecret;
     let value: NodeValue | undefined;
     if (withValue) {
       if (format === "node") value = this.store.childNames(row.id).join("/");
-      else if ((row.flags & NodeFlag.Secret) !== 0 && !includeSecret) value = undefined;
+      else if (hidden) value = undefined;
       else if ((row.flags & NodeFlag.Dynamic) !== 0) value = this.#dynamic(path);
       else value = valueOf(row.value);
     }
@@ -594,7 +605,9 @@ export class DmTree {
       ...(row.title !== null && { title: row.title }),
       ...(row.tstamp !== null && { tstamp: isoBasic(row.tstamp) }),
       verNo: row.verno ?? 0,
-      ...(format !== "node" && { size: sizeOf(value ?? valueOf(row.value)) }),
+      // A secret's Size is not revealed to a server either (as `?prop=Size` refuses it): a
+      // `?list=TNDS+Size` would otherwise leak its length (NodeFlag.Secret: never readable).
+      ...(format !== "node" && !hidden && { size: sizeOf(value ?? valueOf(row.value)) }),
     };
   }
 

@@ -1,7 +1,9 @@
 import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const MAIN = fileURLToPath(new URL("../../dist/src/main.js", import.meta.url));
 
 export interface CliResult {
   readonly status: number | null;
@@ -9,9 +11,13 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-/** Runs `dmgw ARGS` from the TypeScript sources, as a child process, with optional stdin. */
+/**
+ * Runs `dmgw ARGS` as a child process, with optional stdin: the built entry `dist/src/main.js`, as
+ * `npx dmgw` runs it (`npm test` builds first; starting through tsx cost ~1 s a run).
+ */
 export function runCli(args: readonly string[], input?: Uint8Array | string): CliResult {
-  const r = spawnSync(process.execPath, ["--import", "tsx", "src/main.ts", ...args], {
+  if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run "npm run build" first (npm test does)`);
+  const r = spawnSync(process.execPath, [MAIN, ...args], {
     cwd: ROOT,
     input: input ?? "",
     timeout: 30_000,
