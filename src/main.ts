@@ -49,6 +49,16 @@ export function main(argv: readonly string[]): number {
       if (e.code === ErrorCode.Cli_Usage) return ExitCode.Usage;
       if (e.code === ErrorCode.Cli_Io) return ExitCode.NoInput;
       if (e.code.startsWith("Codec_")) return ExitCode.DataError;
+      if (e.code === ErrorCode.Store_Missing) return ExitCode.NoInput;
+      if (
+        e.code === ErrorCode.Store_Corrupt ||
+        e.code === ErrorCode.Store_Foreign ||
+        e.code === ErrorCode.Store_TooNew
+      ) {
+        return ExitCode.DataError;
+      }
+      if (e.code === ErrorCode.Store_Unavailable) return ExitCode.IoError;
+      return ExitCode.Failure;
     }
     throw e;
   }

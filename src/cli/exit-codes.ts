@@ -1,6 +1,8 @@
 /** Process exit statuses, from BSD sysexits(3), so scripts and systemd can tell failures apart. */
 export const ExitCode = {
   Ok: 0,
+  /** The command ran and failed (a node not found, a conflict): not a usage or data problem. */
+  Failure: 1,
   /** The command line was wrong. */
   Usage: 64,
   /** The input data was malformed (a codec error). */

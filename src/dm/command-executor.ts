@@ -271,6 +271,11 @@ function applyTnds(
   const parsed = tndsToNodes(data.element, canonicalTarget(target));
   if (!parsed.ok) return { status: parsed.status, reason: parsed.reason };
   const { tree, serverId } = ctx;
+  // Add creates the subtree: its top node must not exist yet (418), as for a plain Add.
+  const top = parsed.nodes[0];
+  if (kind === "Add" && top !== undefined && tree.read(top.path) !== undefined) {
+    return { status: StatusCode.AlreadyExists, reason: `${top.path} exists` };
+  }
   const outcome = tree.savepoint(() => {
     for (const node of parsed.nodes) {
       const input: LeafInput = {
@@ -365,7 +370,7 @@ function nodeItem(node: TreeNode, uri: string, encoding: Encoding, withData: boo
       meta.format = "b64";
       data = text(Buffer.from(node.value).toString("base64"));
     }
-  } else if (withData && node.format !== "node") data = text("");
+  } else if (withData && node.format !== "node" && node.secret !== true) data = text("");
   return { source: { locUri: uri }, meta, ...(data !== undefined && { data }) };
 }
 

@@ -39,6 +39,8 @@ export interface TreeNode {
   readonly tstamp?: string;
   readonly verNo?: number;
   readonly size?: number;
+  /** Set on a secret node (AAuthSecret...): its value is never given to a server. */
+  readonly secret?: true;
 }
 
 export type GetResult =
@@ -188,8 +190,15 @@ export class DmTree {
         },
       );
     }
+    // A seeded node is created once: if a server has since deleted it (a non-permanent node), the
+    // deletion survives restarts, as any other server change does.
+    const marker = `seeded:${parsed.uri.path}`;
+    if (this.store.setting(marker) !== undefined) return;
     const { rows, found } = this.#resolve(parsed.uri.segments);
-    if (found) return;
+    if (found) {
+      this.store.setSetting(marker, 1);
+      return;
+    }
     if (rows.length !== parsed.uri.segments.length) {
       throw new GatewayError(
         `plugin ${plugin.id} declares ${spec.path} before its parent`,
@@ -218,6 +227,7 @@ export class DmTree {
       tstamp: this.#now(),
       value: spec.format === "node" ? null : (spec.value ?? null),
     });
+    this.store.setSetting(marker, 1);
   }
 
   // ---------------------------------------------------------------- server commands
@@ -474,6 +484,15 @@ export class DmTree {
       (spec.secret === true ? NodeFlag.Secret : 0) |
       (spec.dynamic === true ? NodeFlag.Dynamic : 0);
     const node = rows[rows.length - 1];
+    const conflict = (why: string): GatewayError =>
+      new GatewayError(`cannot write ${spec.path}: ${why}`, ErrorCode.Tree_Conflict, {
+        context: { path: spec.path },
+      });
+    if (found && node !== undefined && (node.format === NODE_FORMAT_CODE) !== (spec.format === "node")) {
+      throw conflict(node.format === NODE_FORMAT_CODE ? "it is an interior node" : "it is a leaf");
+    }
+    if (!found && node !== undefined && node.format !== NODE_FORMAT_CODE)
+      throw conflict(`${node.name} is a leaf`);
     if (found && node !== undefined) {
       if (spec.format !== "node")
         this.store.setValue(node.id, FORMAT_CODE.get(spec.format) ?? 0, storedValue(spec.value), now);
@@ -484,11 +503,13 @@ export class DmTree {
     let parentId = node?.id ?? ROOT_ID;
     for (let i = rows.length - 1; i < segs.length; i++) {
       const last = i === segs.length - 1;
+      // The owning MO's policy marks new nodes secret (AAuthSecret...) whoever creates them.
+      const policySecret = this.#policy(segs.slice(0, i + 1))?.secret === true ? NodeFlag.Secret : 0;
       parentId = this.store.insert({
         parent: parentId,
         name: segs[i] ?? "",
         format: last ? (FORMAT_CODE.get(spec.format) ?? 0) : NODE_FORMAT_CODE,
-        flags: last ? flags : 0,
+        flags: (last ? flags : 0) | policySecret,
         access: last && spec.access !== undefined && spec.access !== ACCESS_ALL ? spec.access : null,
         type: last ? (spec.type ?? null) : null,
         acl: last ? (spec.acl ?? null) : null,
@@ -608,6 +629,7 @@ export class DmTree {
       // A secret's Size is not revealed to a server either (as `?prop=Size` refuses it): a
       // `?list=TNDS+Size` would otherwise leak its length (NodeFlag.Secret: never readable).
       ...(format !== "node" && !hidden && { size: sizeOf(value ?? valueOf(row.value)) }),
+      ...((row.flags & NodeFlag.Secret) !== 0 && { secret: true as const }),
     };
   }
 

@@ -155,7 +155,7 @@ describe("executeCommands: Get", () => {
         ["./A", "node", undefined],
         ["./A/b", "node", undefined],
         ["./A/b/c", "int", { kind: "text", text: "2" }],
-        ["./A/secret", "chr", { kind: "text", text: "" }],
+        ["./A/secret", "chr", undefined], // a secret leaf carries no Data at all (not an empty value)
         ["./A/x", "chr", { kind: "text", text: "1" }],
       ],
     );

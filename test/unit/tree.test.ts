@@ -1448,6 +1448,39 @@ describe("DmTree gateway-side read/write/remove/childNames (no ACL)", () => {
     assert.deepEqual(tree.childNames("./GW/State"), ["Count"]);
   });
 
+  it("write() refuses to turn an interior node into a leaf, a leaf into an interior node, or to write below a leaf (Tree_Conflict)", () => {
+    const tree = memoryTree();
+    tree.write({ path: "./GW/Leaf", format: "chr", value: "x" });
+    const conflict = (spec: NodeSpec): void =>
+      assert.throws(
+        () => tree.write(spec),
+        (e: unknown) => isGatewayError(e, ErrorCode.Tree_Conflict),
+        spec.path,
+      );
+    conflict({ path: "./GW", format: "chr", value: "y" });
+    conflict({ path: "./GW/Leaf", format: "node" });
+    conflict({ path: "./GW/Leaf/Child", format: "chr", value: "z" });
+    assert.equal(text(tree.read("./GW/Leaf")?.value), "x", "the leaf is unchanged");
+    assert.equal(tree.read("./GW/Leaf/Child"), undefined);
+  });
+
+  it("write() applies the owning MO's policy: a node it marks secret is secret whoever writes it", () => {
+    const tree = new DmTree(Store.open(":memory:"), {
+      plugins: [
+        plugin({
+          root: "./Acc",
+          seed: () => [{ path: "./Acc", format: "node", acl: OPEN_ACL }],
+          policyFor: (segs) => (segs[segs.length - 1] === "Secret" ? { secret: true } : undefined),
+        }),
+      ],
+    });
+    tree.seed();
+    tree.write({ path: "./Acc/A/Secret", format: "chr", value: "pw" });
+    assert.equal(tree.get(SRV, "./Acc/A/Secret").status, 405);
+    assert.equal(tree.read("./Acc/A/Secret")?.secret, true);
+    assert.equal(text(tree.read("./Acc/A/Secret")?.value), "pw", "the gateway itself still reads it");
+  });
+
   it("read() and childNames() of a missing node -> undefined; remove() of a missing node -> false", () => {
     const tree = memoryTree();
     assert.equal(tree.read("./Nope"), undefined);
