@@ -35,6 +35,15 @@ export enum ErrorCode {
   Tree_NotFound = "Tree_NotFound",
   Tree_Conflict = "Tree_Conflict",
 
+  // Link_*: a byte link (serial port) to a peer.
+  Link_OpenFailed = "Link_OpenFailed",
+  Link_Closed = "Link_Closed",
+
+  // Modem_*: the cellular modem's AT dialogue.
+  Modem_Timeout = "Modem_Timeout",
+  Modem_CommandFailed = "Modem_CommandFailed",
+  Modem_StartFailed = "Modem_StartFailed",
+
   // Cli_*: the command line was used wrongly.
   Cli_Usage = "Cli_Usage",
   Cli_Io = "Cli_Io",

@@ -76,6 +76,9 @@ export interface NewNode {
 }
 
 export const ROOT_ID = 1;
+const INTERIOR_FORMAT = NODE_FORMATS.indexOf("node");
+/** Interior rows kept; a gateway tree has a few thousand interior nodes, each row ~200 bytes. */
+const INTERIOR_CACHE_LIMIT = 20_000;
 
 export interface StoreOptions {
   /** Create the file when it does not exist (the service's first start). Default true. */
@@ -91,6 +94,15 @@ export class Store {
   readonly path: string;
   // Prepared once, after the migrations have created the tables.
   #prepared: ReturnType<typeof prepare> | undefined;
+  /**
+   * Interior rows by (parent id, name): path resolution walks every ancestor of a node, and one
+   * SELECT per segment made a leaf Get cost ~60 us on a depth-7 tree. Only ancestors are served from
+   * here (the node asked for is always read fresh); every change that touches what resolution uses
+   * (ACL, name, type, title, deletion), a rollback, or a commit by another connection (the
+   * `dmgw tree` CLI; seen through `PRAGMA data_version`) empties it.
+   */
+  readonly #interior = new Map<string, NodeRow>();
+  #dataVersion = -1;
 
   private constructor(db: Database.Database, path: string) {
     this.db = db;
@@ -173,7 +185,10 @@ export class Store {
       db.pragma("journal_mode = WAL");
       db.pragma("synchronous = FULL");
       db.pragma("foreign_keys = ON");
-      db.pragma(`application_id = ${APPLICATION_ID}`);
+      // Written only when it differs: an unconditional write costs a WAL frame and an fsync per open.
+      if ((db.pragma("application_id", { simple: true }) as number) !== APPLICATION_ID) {
+        db.pragma(`application_id = ${APPLICATION_ID}`);
+      }
       this.#migrate();
     } catch (e) {
       if (e instanceof GatewayError) throw e;
@@ -224,6 +239,42 @@ export class Store {
     return this.#stmt.child.get(parent, name) as NodeRow | undefined;
   }
 
+  /** `child`, served from the interior-row cache; for ancestors on a path, never the target node. */
+  interiorChild(parent: number, name: string): NodeRow | undefined {
+    const key = `${parent}\u0000${name}`;
+    const hit = this.#interior.get(key);
+    if (hit !== undefined) return hit;
+    const row = this.child(parent, name);
+    if (row !== undefined && row.format === INTERIOR_FORMAT) {
+      if (this.#interior.size >= INTERIOR_CACHE_LIMIT) this.#interior.clear();
+      this.#interior.set(key, row);
+    }
+    return row;
+  }
+
+  /** The root row, cached like the interior rows. */
+  rootRow(): NodeRow | undefined {
+    const hit = this.#interior.get("root");
+    if (hit !== undefined) return hit;
+    const row = this.nodeById(ROOT_ID);
+    if (row !== undefined) this.#interior.set("root", row);
+    return row;
+  }
+
+  /** Empties the interior-row cache if another connection committed since the last look. */
+  checkExternalChanges(): void {
+    const version = this.#stmt.dataVersion.pluck().get() as number;
+    if (version !== this.#dataVersion) {
+      this.#interior.clear();
+      this.#dataVersion = version;
+    }
+  }
+
+  /** Empties the interior-row cache (after a rollback, or a change to an interior node). */
+  invalidate(): void {
+    this.#interior.clear();
+  }
+
   children(parent: number): NodeRow[] {
     return this.#stmt.children.all(parent) as NodeRow[];
   }
@@ -262,18 +313,22 @@ export class Store {
   }
 
   setAcl(id: number, acl: string | null): void {
+    this.#interior.clear();
     this.#stmt.setAcl.run(acl, id);
   }
 
   setTitle(id: number, title: string | null): void {
+    this.#interior.clear();
     this.#stmt.setTitle.run(title, id);
   }
 
   setType(id: number, type: string | null): void {
+    this.#interior.clear();
     this.#stmt.setType.run(type, id);
   }
 
   rename(id: number, name: string, tstamp: number): void {
+    this.#interior.clear();
     this.#stmt.rename.run(name, tstamp, id);
   }
 
@@ -283,6 +338,7 @@ export class Store {
 
   /** Deletes a node and its whole subtree. */
   deleteSubtree(id: number): void {
+    this.#interior.clear();
     this.#stmt.deleteSubtree.run(id);
   }
 
@@ -342,6 +398,7 @@ function prepare(db: Database.Database) {
     ),
     ofType: db.prepare(`SELECT ${cols} FROM node WHERE type = ?`),
     getSetting: db.prepare(`SELECT value FROM setting WHERE key = ?`),
+    dataVersion: db.prepare(`PRAGMA data_version`),
     setSetting: db.prepare(
       `INSERT INTO setting (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`,
     ),

@@ -127,6 +127,9 @@ export class DmTree {
     let result: T;
     try {
       result = this.store.db.transaction(fn).immediate();
+    } catch (e) {
+      this.store.invalidate(); // rolled back: cached rows may name nodes that no longer exist
+      throw e;
     } finally {
       this.#afterCommit = undefined;
     }
@@ -151,12 +154,14 @@ export class DmTree {
       outcome = fn();
     } catch (e) {
       db.exec(`ROLLBACK TO ${name}; RELEASE ${name}`);
+      this.store.invalidate();
       if (hooks !== undefined) hooks.length = mark;
       throw e;
     }
     if (outcome.commit) db.exec(`RELEASE ${name}`);
     else {
       db.exec(`ROLLBACK TO ${name}; RELEASE ${name}`);
+      this.store.invalidate();
       if (hooks !== undefined) hooks.length = mark;
     }
     return { committed: outcome.commit, value: outcome.value };
@@ -538,12 +543,17 @@ export class DmTree {
   }
 
   #resolve(segments: readonly string[]): Resolved {
-    const root = this.store.nodeById(ROOT_ID);
+    this.store.checkExternalChanges();
+    // Ancestors come from the store's interior-row cache; the node itself is always read fresh.
+    const root = segments.length === 0 ? this.store.nodeById(ROOT_ID) : this.store.rootRow();
     if (root === undefined) throw new GatewayError("the tree has no root node", ErrorCode.Store_Corrupt);
     const rows: NodeRow[] = [root];
     let current = root;
-    for (const name of segments) {
-      const next = this.store.child(current.id, name);
+    const last = segments.length - 1;
+    for (let i = 0; i <= last; i++) {
+      const name = segments[i] ?? "";
+      const next =
+        i === last ? this.store.child(current.id, name) : this.store.interiorChild(current.id, name);
       if (next === undefined) return { rows, found: false };
       rows.push(next);
       current = next;

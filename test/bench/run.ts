@@ -9,6 +9,7 @@ import { BenchError, type BenchContext, type BenchModule } from "./common.js";
 /** The benches, by name. Adding one is adding a line. */
 const BENCHES: ReadonlyMap<string, () => Promise<BenchModule>> = new Map([
   ["codec", () => import("./codec.bench.js")],
+  ["tree", (): Promise<BenchModule> => import("./tree.bench.js")],
 ]);
 
 async function main(argv: readonly string[]): Promise<number> {

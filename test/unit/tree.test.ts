@@ -1451,12 +1451,15 @@ describe("DmTree gateway-side read/write/remove/childNames (no ACL)", () => {
   it("write() refuses to turn an interior node into a leaf, a leaf into an interior node, or to write below a leaf (Tree_Conflict)", () => {
     const tree = memoryTree();
     tree.write({ path: "./GW/Leaf", format: "chr", value: "x" });
-    const conflict = (spec: NodeSpec): void =>
+    const conflict = (spec: NodeSpec): void => {
       assert.throws(
-        () => tree.write(spec),
+        () => {
+          tree.write(spec);
+        },
         (e: unknown) => isGatewayError(e, ErrorCode.Tree_Conflict),
         spec.path,
       );
+    };
     conflict({ path: "./GW", format: "chr", value: "y" });
     conflict({ path: "./GW/Leaf", format: "node" });
     conflict({ path: "./GW/Leaf/Child", format: "chr", value: "z" });
