@@ -125,7 +125,7 @@ describe("DM session: our client against our server", () => {
         assert.equal(r.server.devInfo["DevId"], DEV_ID);
         const [get, add] = r.server.commands;
         assert.equal(get?.status, 200);
-        assert.deepEqual(get?.results[0]?.items[0]?.data, { kind: "text", text: "ACME" });
+        assert.deepEqual(get.results[0]?.items[0]?.data, { kind: "text", text: "ACME" });
         assert.equal(add?.status, 200);
         assert.equal(tree.read("./Vendor/Setting")?.value, "42");
         // Each side ends with the nonce the other issued for the next session.
@@ -155,7 +155,7 @@ describe("DM session: our client against our server", () => {
     const [alert] = r.server.genericAlerts;
     assert.equal(alert?.correlator, "corr-42");
     assert.equal(alert.items[0]?.type, "urn:oma:at:oma-gwmo:completionstatus:1.0");
-    assert.deepEqual(alert.items[0]?.data, { kind: "text", text: "./GwMO/Fanout/job1/Results" });
+    assert.deepEqual(alert.items[0].data, { kind: "text", text: "./GwMO/Fanout/job1/Results" });
   });
 
   it("many Gets under a small client MaxMsgSize: every command answered once", () => {
