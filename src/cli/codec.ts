@@ -3,9 +3,9 @@
  * Input of either encoding is detected from its first byte. Bad input: one line on stderr, exit 65,
  * nothing on stdout (the output is written only once the whole conversion succeeded).
  */
-import { parseArgs } from "node:util";
-import { ErrorCode, GatewayError } from "../core/errors.js";
+import type { GatewayError } from "../core/errors.js";
 import { decodeMessage, encodeMessage, type Encoding } from "../syncml/index.js";
+import { parseCliArgs, usageError, type OptionSpec } from "./args.js";
 import { readInput, type Output } from "./io.js";
 
 export const CODEC_USAGE = `usage: dmgw codec decode [FILE|-] [--json]
@@ -38,20 +38,11 @@ export function runCodec(args: readonly string[], stdout: Output): void {
   throw usage(verb === undefined ? "missing subcommand" : `unknown subcommand "${verb}"`);
 }
 
-type ParsedValues<T> = { [K in keyof T]?: T[K] extends { type: "boolean" } ? boolean : string };
-
-function parse<T extends Record<string, { type: "boolean" | "string" }>>(
+function parse<T extends OptionSpec>(
   args: readonly string[],
   options: T,
-): { values: ParsedValues<T>; positionals: string[] } {
-  let parsed: { values: Record<string, unknown>; positionals: string[] };
-  try {
-    parsed = parseArgs({ args: [...args], options, allowPositionals: true, strict: true });
-  } catch (cause) {
-    throw usage((cause as Error).message, cause);
-  }
-  // parseArgs types its values loosely; `options` fixes each key's type, which ParsedValues states.
-  return { values: parsed.values as ParsedValues<T>, positionals: parsed.positionals };
+): ReturnType<typeof parseCliArgs<T>> {
+  return parseCliArgs(args, options, CODEC_USAGE);
 }
 
 function single(positionals: readonly string[]): string | undefined {
@@ -60,11 +51,7 @@ function single(positionals: readonly string[]): string | undefined {
 }
 
 function usage(message: string, cause?: unknown): GatewayError {
-  return new GatewayError(
-    `${message}\n${CODEC_USAGE}`,
-    ErrorCode.Cli_Usage,
-    cause === undefined ? {} : { cause },
-  );
+  return usageError(message, CODEC_USAGE, cause);
 }
 
 /** JSON.stringify replacer: binary Data is shown as base64. */

@@ -8,15 +8,15 @@
  */
 import { statSync } from "node:fs";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { ErrorCode, GatewayError, isGatewayError } from "../core/errors.js";
 import { standardPolicyFor } from "../mo/standard.js";
 import { NodeFlag, type NodeSpec } from "../tree/plugin.js";
 import { ROOT_ID, Store, type NodeRow } from "../tree/store.js";
-import { nodesToTnds, tndsToXml, type TndsNode } from "../tree/tnds.js";
-import { DmTree, type TreeNode } from "../tree/tree.js";
+import { nodesToTnds, tndsToXml } from "../tree/tnds.js";
+import { DmTree, treeNodeToTnds, type TreeNode } from "../tree/tree.js";
 import { NODE_FORMATS, type NodeFormat, type NodeValue } from "../tree/types.js";
 import { childPath, parseUri } from "../tree/uri.js";
+import { parseCliArgs, usageError, type OptionSpec } from "./args.js";
 import { ExitCode } from "./exit-codes.js";
 import type { Output } from "./io.js";
 
@@ -345,7 +345,7 @@ function exportTnds(tree: DmTree, text: string, json: boolean): string {
   if (top === undefined || (top.node.path === "." && shown.length === 1)) {
     throw new GatewayError("the tree is empty: nothing to export", ErrorCode.Tree_NotFound);
   }
-  const nodes = shown.map((s) => toTndsNode(s.node));
+  const nodes = shown.map((s) => treeNodeToTnds(s.node));
   const man = chrValue(tree, "./DevInfo/Man");
   const mod = chrValue(tree, "./DevInfo/Mod");
   const doc = nodesToTnds(nodes, {
@@ -362,19 +362,6 @@ function exportTnds(tree: DmTree, text: string, json: boolean): string {
 function chrValue(tree: DmTree, path: string): string | undefined {
   const node = tree.read(path);
   return node?.format === "chr" && typeof node.value === "string" ? node.value : undefined;
-}
-
-function toTndsNode(n: TreeNode): TndsNode {
-  return {
-    path: n.path,
-    format: n.format,
-    ...(n.type !== undefined && { type: n.type }),
-    ...(n.acl !== undefined && { acl: n.acl }),
-    ...(n.title !== undefined && { title: n.title }),
-    ...(n.tstamp !== undefined && { tstamp: n.tstamp }),
-    ...(n.verNo !== undefined && { verNo: n.verNo }),
-    ...(n.value !== undefined && n.format !== "node" && { value: n.value }),
-  };
 }
 
 function jsonNode(shown: Shown): Record<string, unknown> {
@@ -466,20 +453,11 @@ function parseValue(format: NodeFormat, text: string): { format: NodeFormat; val
 
 // ---------------------------------------------------------------- helpers
 
-type ParsedValues<T> = { [K in keyof T]?: T[K] extends { type: "boolean" } ? boolean : string };
-
-function parse<T extends Record<string, { type: "boolean" | "string" }>>(
+function parse<T extends OptionSpec>(
   args: readonly string[],
   options: T,
-): { values: ParsedValues<T>; positionals: string[] } {
-  let parsed: { values: Record<string, unknown>; positionals: string[] };
-  try {
-    parsed = parseArgs({ args: [...args], options, allowPositionals: true, strict: true });
-  } catch (cause) {
-    throw usage((cause as Error).message, cause);
-  }
-  // parseArgs types its values loosely; `options` fixes each key's type, which ParsedValues states.
-  return { values: parsed.values as ParsedValues<T>, positionals: parsed.positionals };
+): ReturnType<typeof parseCliArgs<T>> {
+  return parseCliArgs(args, options, TREE_USAGE);
 }
 
 function exactly<const N extends readonly string[]>(
@@ -539,11 +517,7 @@ function jsonBytes(_key: string, value: unknown): unknown {
 }
 
 function usage(message: string, cause?: unknown): GatewayError {
-  return new GatewayError(
-    `${message}\n${TREE_USAGE}`,
-    ErrorCode.Cli_Usage,
-    cause === undefined ? {} : { cause },
-  );
+  return usageError(message, TREE_USAGE, cause);
 }
 
 /** A bad URI or value on the command line: exit 64 like a usage error, but one line. */

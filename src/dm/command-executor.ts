@@ -23,8 +23,8 @@ import {
   type ResultsCommand,
   type StatusCommand,
 } from "../syncml/index.js";
-import { nodesToTnds, tndsToNodes, type TndsNode } from "../tree/tnds.js";
-import type { DmTree, LeafInput, TreeNode, TreeStatus } from "../tree/tree.js";
+import { nodesToTnds, tndsToNodes } from "../tree/tnds.js";
+import { treeNodeToTnds, type DmTree, type LeafInput, type TreeNode, type TreeStatus } from "../tree/tree.js";
 import { NODE_FORMATS, type NodeFormat, type NodeValue } from "../tree/types.js";
 
 export interface ExecutorContext {
@@ -182,7 +182,7 @@ function runGet(command: ItemCommand, ctx: ExecutorContext, out: Reply[]): numbe
     else if (result.kind === "prop")
       items.push({ source: { locUri: uri }, meta: { format: "chr" }, data: text(result.value) });
     else if (result.query.list === "TNDS") {
-      const doc = nodesToTnds(result.nodes.map(toTndsNode), {
+      const doc = nodesToTnds(result.nodes.map(treeNodeToTnds), {
         rootPath: result.nodes[0]?.path ?? ".",
         ...(result.query.props !== undefined && { props: result.query.props }),
       });
@@ -372,20 +372,6 @@ function nodeItem(node: TreeNode, uri: string, encoding: Encoding, withData: boo
     }
   } else if (withData && node.format !== "node" && node.secret !== true) data = text("");
   return { source: { locUri: uri }, meta, ...(data !== undefined && { data }) };
-}
-
-function toTndsNode(n: TreeNode): TndsNode {
-  return {
-    path: n.path,
-    format: n.format,
-    ...(n.type !== undefined && { type: n.type }),
-    ...(n.acl !== undefined && { acl: n.acl }),
-    ...(n.title !== undefined && { title: n.title }),
-    ...(n.tstamp !== undefined && { tstamp: n.tstamp }),
-    ...(n.verNo !== undefined && { verNo: n.verNo }),
-    ...(n.size !== undefined && { size: n.size }),
-    ...(n.value !== undefined && n.format !== "node" && { value: n.value }),
-  };
 }
 
 function text(t: string): Data {

@@ -23,6 +23,7 @@ import {
 } from "./acl.js";
 import { Access, ACCESS_ALL, NodeFlag, type MoPlugin, type NodeSpec, type NodePolicy } from "./plugin.js";
 import { ROOT_ID, type NodeRow, type Store } from "./store.js";
+import type { TndsNode } from "./tnds.js";
 import { NODE_FORMATS, type NodeFormat, type NodeProperty, type NodeValue, type UriLimits } from "./types.js";
 import { childPath, parseUri, type DmUri, type UriQuery } from "./uri.js";
 
@@ -793,6 +794,21 @@ function storedValue(v: NodeValue | undefined): string | Uint8Array | null {
 function sizeOf(v: NodeValue | undefined): number {
   if (v === undefined) return 0;
   return typeof v === "string" ? Buffer.byteLength(v) : v.byteLength;
+}
+
+/** A node as a TNDS node (for `?list=TNDS` and `dmgw tree export`). */
+export function treeNodeToTnds(n: TreeNode): TndsNode {
+  return {
+    path: n.path,
+    format: n.format,
+    ...(n.type !== undefined && { type: n.type }),
+    ...(n.acl !== undefined && { acl: n.acl }),
+    ...(n.title !== undefined && { title: n.title }),
+    ...(n.tstamp !== undefined && { tstamp: n.tstamp }),
+    ...(n.verNo !== undefined && { verNo: n.verNo }),
+    ...(n.size !== undefined && { size: n.size }),
+    ...(n.value !== undefined && n.format !== "node" && { value: n.value }),
+  };
 }
 
 /** TStamp: ISO 8601 basic format, UTC (TND 1.2: `20010711T163817Z`). */
