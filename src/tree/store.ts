@@ -44,6 +44,40 @@ const MIGRATIONS: readonly Migration[] = [
       CREATE TABLE setting (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
     `,
   },
+  {
+    description: "the northbound alert outbox (northbound/outbox.ts)",
+    sql: `
+  CREATE TABLE IF NOT EXISTS alert_outbox (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    server_id    TEXT NOT NULL,
+    code         INTEGER NOT NULL,
+    correlator   TEXT,
+    items        TEXT NOT NULL,
+    bytes        INTEGER NOT NULL,
+    rank         INTEGER NOT NULL,
+    created      INTEGER NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    last_attempt INTEGER
+  );
+  CREATE INDEX IF NOT EXISTS alert_outbox_server ON alert_outbox(server_id, seq);
+  CREATE INDEX IF NOT EXISTS alert_outbox_victim ON alert_outbox(rank, seq);
+  -- One row: the persisted drop counter, and the totals the bounds are checked against (kept by
+  -- the triggers, so an enqueue does not scan the table).
+  CREATE TABLE IF NOT EXISTS alert_outbox_state (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    dropped INTEGER NOT NULL,
+    count   INTEGER NOT NULL,
+    bytes   INTEGER NOT NULL
+  );
+  INSERT OR IGNORE INTO alert_outbox_state (id, dropped, count, bytes) VALUES (1, 0, 0, 0);
+  CREATE TRIGGER IF NOT EXISTS alert_outbox_added AFTER INSERT ON alert_outbox BEGIN
+    UPDATE alert_outbox_state SET count = count + 1, bytes = bytes + NEW.bytes WHERE id = 1;
+  END;
+  CREATE TRIGGER IF NOT EXISTS alert_outbox_removed AFTER DELETE ON alert_outbox BEGIN
+    UPDATE alert_outbox_state SET count = count - 1, bytes = bytes - OLD.bytes WHERE id = 1;
+  END;
+    `,
+  },
 ];
 
 /** A row of the node table. */

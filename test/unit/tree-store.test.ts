@@ -239,7 +239,7 @@ describe("Store.open on a good file", () => {
     const store = Store.open(tmp.file("new.db"));
     try {
       assert.equal(store.db.pragma("application_id", { simple: true }), APPLICATION_ID);
-      assert.equal(store.schemaVersion, 1);
+      assert.equal(store.schemaVersion, 2);
       const root = store.nodeById(ROOT_ID);
       assert.equal(root?.name, "");
       assert.deepEqual(store.childNames(ROOT_ID), []);
@@ -278,7 +278,7 @@ describe("Store.open on a good file", () => {
     Store.open(file).close();
     const store = Store.open(file);
     try {
-      assert.equal(store.schemaVersion, 1);
+      assert.equal(store.schemaVersion, 2);
       assert.equal(store.db.prepare("SELECT count(*) FROM node").pluck().get(), 1);
     } finally {
       store.close();
@@ -290,7 +290,7 @@ describe("Store.open on a good file", () => {
     fs.writeFileSync(file, "");
     const store = Store.open(file, { create: false });
     try {
-      assert.equal(store.schemaVersion, 1);
+      assert.equal(store.schemaVersion, 2);
       assert.equal(store.db.pragma("application_id", { simple: true }), APPLICATION_ID);
       assert.ok(store.nodeById(ROOT_ID) !== undefined);
     } finally {
@@ -307,7 +307,7 @@ describe("Store.open on a good file", () => {
     db.close();
     const store = Store.open(file);
     try {
-      assert.equal(store.schemaVersion, 1);
+      assert.equal(store.schemaVersion, 2);
     } finally {
       store.close();
     }
@@ -316,7 +316,7 @@ describe("Store.open on a good file", () => {
   it(":memory: -> a usable store with the root node", () => {
     const store = Store.open(":memory:", { create: false });
     try {
-      assert.equal(store.schemaVersion, 1);
+      assert.equal(store.schemaVersion, 2);
       assert.ok(store.nodeById(ROOT_ID) !== undefined);
       assert.equal(store.fileBytes(), 0);
     } finally {
