@@ -305,7 +305,6 @@ export class ClientSession {
       }
       this.#serverAuthenticated = true;
       this.#serverNonce = newNonce((n) => this.#o.randomBytes(n));
-      this.#persist = { ...this.#persist, server: this.#serverNonce };
       return status(StatusCode.Ok, "hmac");
     }
     if (this.#serverAuthenticated && hdr.cred === undefined) return status(StatusCode.Ok);
@@ -319,7 +318,6 @@ export class ClientSession {
     this.#serverAuthenticated = true;
     // 212: authenticated for the session; the Chal names the nonce for the next session.
     this.#serverNonce = newNonce((n) => this.#o.randomBytes(n));
-    this.#persist = { ...this.#persist, server: this.#serverNonce };
     return status(StatusCode.AuthenticationAccepted, auth.scheme === "basic" ? undefined : auth.scheme);
   }
 
@@ -426,6 +424,12 @@ export class ClientSession {
     const hdr = this.#header(msgId);
     const numbered = (c: Command): Command => this.#number(c, msgId);
     const sent: Command[] = headerStatuses.map(numbered);
+    // A nonce we issue counts only once it travels: the server must know the nonce we will hold it
+    // to next time (a session that ends on the server's last message sends no Chal, so the
+    // stored nonce stays the one the server last received).
+    if (headerStatuses.some((h) => h.chal !== undefined)) {
+      this.#persist = { ...this.#persist, server: this.#serverNonce };
+    }
     const limit = Math.min(this.#serverMaxMsgSize, Number.MAX_SAFE_INTEGER) - SIZE_MARGIN;
     const size = (cmds: Command[], withFinal: boolean): number =>
       encodeMessage({ version: "1.2", hdr, body: { commands: cmds, final: withFinal } }, this.#o.encoding)

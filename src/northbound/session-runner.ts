@@ -1,0 +1,229 @@
+/**
+ * Runs one OMA DM management session with one northbound DM server: the glue between the DMAcc
+ * account in the tree, the alert outbox, the sans-I/O `ClientSession` and a message transport.
+ *
+ *   DMAcc AppAuth (names, secrets, nonces) --+
+ *   outbox.pending(serverId) ---------------+--> ClientSession.start() -> POST -> receive() -> ...
+ *                                                 (at most maxMessages exchanges)
+ *   done -> one tree transaction: outbox.acknowledge(acknowledged ids) + both AAuthData nonces
+ *
+ * Decisions:
+ * - The pending alerts are counted as attempted (`recordAttempt`) before the first message goes
+ *   out, so an alert that keeps failing shows it even when the process dies mid-session.
+ * - Only a session the `ClientSession` finished persists anything. A transport failure (timeout,
+ *   HTTP error) or the message bound leaves the stored nonces and the outbox as they were: alerts
+ *   the server may already have answered are sent again next time (at least once, never lost).
+ * - The nonces `ClientSession` reports are written as they are: it already keeps a nonce from an
+ *   unauthenticated server out of them (protocol.md 3.7).
+ * - The summary never holds a credential or a nonce.
+ */
+import type { AuthScheme } from "../dm/auth.js";
+import { ClientSession, type AuthConfig, type ClientOutcome, type Nonces } from "../dm/client-session.js";
+import { sessionIdText } from "../dm/package0.js";
+import { CLIENT_AUTH_NAME, SERVER_AUTH_NAME } from "../mo/dmacc.js";
+import type { Encoding } from "../syncml/index.js";
+import type { DmTree } from "../tree/tree.js";
+import type { AlertOutbox } from "./outbox.js";
+import type { MessageTransport, TransportFailureKind } from "./http-transport.js";
+
+export interface SessionAccount {
+  /** The account's node (`./DMAcc/dmserver`). */
+  readonly accountPath: string;
+  /** The server's ServerID (ACLs, outbox). */
+  readonly serverId: string;
+  /** Where Package 1 goes. */
+  readonly serverUri: string;
+  /** What we present (CLCRED), from AppAuth/ClientSide. */
+  readonly clientScheme: AuthScheme | "none";
+  /** What the server must present (SRVCRED), from AppAuth/ServerSide. */
+  readonly serverScheme: AuthScheme | "none";
+}
+
+export type SessionTrigger =
+  { readonly kind: "server"; readonly sessionId: string } | { readonly kind: "client" };
+
+export interface ManagementSessionOptions {
+  readonly tree: DmTree;
+  readonly outbox: AlertOutbox;
+  readonly transport: MessageTransport;
+  readonly account: SessionAccount;
+  /** `./DevInfo/DevId`. */
+  readonly devId: string;
+  readonly trigger: SessionTrigger;
+  readonly encoding: Encoding;
+  /** Our MaxMsgSize, bytes; also the cap on each response body. */
+  readonly maxMsgSize: number;
+  /** Randomness for nonces and client-initiated session ids. */
+  randomBytes(size: number): Uint8Array;
+  /** Deadline of each HTTP exchange, ms. */
+  readonly timeoutMs: number;
+  /** Most messages we send in the session (>= 1) before giving up. */
+  readonly maxMessages: number;
+  readonly signal?: AbortSignal;
+}
+
+export interface SessionSummary {
+  /** True when the session ended as the protocol ends it. */
+  readonly ok: boolean;
+  /** Why it did not (no secrets, no nonces). */
+  readonly reason?: string;
+  /** Set when the transport failed. */
+  readonly transportFailure?: TransportFailureKind;
+  readonly sessionId: string;
+  /** Messages sent. */
+  readonly messages: number;
+  /** Outbox ids the server answered 200/202 (removed from the outbox). */
+  readonly alertsAcknowledged: readonly string[];
+  readonly serverAuthenticated: boolean;
+  readonly bytesSent: number;
+  readonly bytesReceived: number;
+}
+
+/**
+ * Runs one session to its end (or failure) and persists its outcome. Never rejects for a peer's
+ * failure: those are `ok: false` summaries.
+ *
+ * @throws GatewayError from the tree or the store (Store_*, Tree_*) when persisting fails.
+ */
+export async function runManagementSession(o: ManagementSessionOptions): Promise<SessionSummary> {
+  const sessionId =
+    o.trigger.kind === "server" ? o.trigger.sessionId : newClientSessionId((n) => o.randomBytes(n));
+  let messages = 0;
+  let bytesSent = 0;
+  let bytesReceived = 0;
+  const summary = (
+    outcome: Pick<ClientOutcome, "ok" | "reason" | "serverAuthenticated" | "alertsAcknowledged">,
+    transportFailure?: TransportFailureKind,
+  ): SessionSummary => ({
+    ok: outcome.ok,
+    ...(outcome.reason !== undefined && { reason: outcome.reason }),
+    ...(transportFailure !== undefined && { transportFailure }),
+    sessionId,
+    messages,
+    alertsAcknowledged: outcome.alertsAcknowledged,
+    serverAuthenticated: outcome.serverAuthenticated,
+    bytesSent,
+    bytesReceived,
+  });
+  const failed = (reason: string, transportFailure?: TransportFailureKind): SessionSummary =>
+    summary({ ok: false, reason, serverAuthenticated: false, alertsAcknowledged: [] }, transportFailure);
+
+  const credentials = readCredentials(o.tree, o.account);
+  if (!credentials.ok) return failed(credentials.reason);
+
+  const alerts = o.outbox.pending(o.account.serverId);
+  if (alerts.length > 0) o.outbox.recordAttempt(alerts.map((a) => a.id));
+
+  const session = new ClientSession({
+    tree: o.tree,
+    account: {
+      serverId: o.account.serverId,
+      serverUri: o.account.serverUri,
+      client: credentials.client,
+      server: credentials.server,
+    },
+    nonces: credentials.nonces,
+    devId: o.devId,
+    initiator: o.trigger.kind,
+    sessionId,
+    encoding: o.encoding,
+    maxMsgSize: o.maxMsgSize,
+    alerts,
+    randomBytes: (n) => o.randomBytes(n),
+  });
+
+  let step = session.start();
+  for (;;) {
+    if (messages >= o.maxMessages) {
+      return failed(`the session did not end within ${o.maxMessages} messages`);
+    }
+    messages++;
+    bytesSent += step.body.byteLength;
+    const res = await o.transport.postMessage({
+      url: step.url,
+      body: step.body,
+      contentType: step.contentType,
+      headers: step.headers,
+      timeoutMs: o.timeoutMs,
+      maxResponseBytes: o.maxMsgSize,
+      ...(o.signal !== undefined && { signal: o.signal }),
+    });
+    if (!res.ok) return failed(res.message, res.kind);
+    bytesReceived += res.body.byteLength;
+    const next = session.receive(res.body, res.contentType, res.headers);
+    if (next.kind === "done") {
+      persist(o, next);
+      return summary(next);
+    }
+    step = next;
+  }
+}
+
+/** A client-initiated SessionID: random in 1..0xFFFF, upper-case hex (as Pkg#0's, package0.ts). */
+export function newClientSessionId(randomBytes: (size: number) => Uint8Array): string {
+  const b = randomBytes(2);
+  return sessionIdText((((b[0] ?? 0) << 8) | (b[1] ?? 0)) % 0xffff || 1);
+}
+
+function authPath(account: SessionAccount, side: string, leaf: string): string {
+  return `${account.accountPath}/AppAuth/${side}/${leaf}`;
+}
+
+type Credentials =
+  | { readonly ok: true; readonly client: AuthConfig; readonly server: AuthConfig; readonly nonces: Nonces }
+  | { readonly ok: false; readonly reason: string };
+
+/** The two sides' names, secrets and nonces from the account's AppAuth nodes. */
+function readCredentials(tree: DmTree, account: SessionAccount): Credentials {
+  const side = (
+    name: string,
+    scheme: AuthScheme | "none",
+  ): { ok: true; auth: AuthConfig; nonce: Uint8Array } | { ok: false; reason: string } => {
+    const nonce = bytesOf(tree.read(authPath(account, name, "AAuthData"))?.value);
+    if (scheme === "none") return { ok: true, auth: { scheme: "none" }, nonce };
+    const user = tree.read(authPath(account, name, "AAuthName"))?.value;
+    const secret = tree.read(authPath(account, name, "AAuthSecret"))?.value;
+    if (user === undefined || secret === undefined) {
+      // Names the node, never its value.
+      return { ok: false, reason: `${account.accountPath}/AppAuth/${name} lacks AAuthName or AAuthSecret` };
+    }
+    return { ok: true, auth: { scheme, name: textOf(user), secret: textOf(secret) }, nonce };
+  };
+  const client = side(CLIENT_AUTH_NAME, account.clientScheme);
+  if (!client.ok) return client;
+  const server = side(SERVER_AUTH_NAME, account.serverScheme);
+  if (!server.ok) return server;
+  return {
+    ok: true,
+    client: client.auth,
+    server: server.auth,
+    nonces: { client: client.nonce, server: server.nonce },
+  };
+}
+
+/** Acknowledged alerts leave the outbox and the new nonces are stored, in one transaction. */
+function persist(o: ManagementSessionOptions, outcome: ClientOutcome): void {
+  o.tree.transaction(() => {
+    o.outbox.acknowledge(outcome.alertsAcknowledged);
+    for (const [name, nonce] of [
+      [CLIENT_AUTH_NAME, outcome.nonces.client],
+      [SERVER_AUTH_NAME, outcome.nonces.server],
+    ] as const) {
+      o.tree.write({
+        path: authPath(o.account, name, "AAuthData"),
+        format: "bin",
+        value: Uint8Array.from(nonce),
+        secret: true,
+      });
+    }
+  });
+}
+
+function bytesOf(value: string | Uint8Array | undefined): Uint8Array {
+  if (value === undefined) return new Uint8Array(0);
+  return typeof value === "string" ? new Uint8Array(Buffer.from(value, "utf8")) : Uint8Array.from(value);
+}
+
+function textOf(value: string | Uint8Array): string {
+  return typeof value === "string" ? value : Buffer.from(value).toString("utf8");
+}
