@@ -12,12 +12,11 @@ import {
   type PendingAlert,
 } from "../../src/dm/client-session.js";
 import { parsePackage0, verifyPackage0 } from "../../src/dm/package0.js";
-import { standardMoPlugins } from "../../src/mo/standard.js";
 import { decodeWspPush, isDmNotificationPush } from "../../src/northbound/wsp-push.js";
 import { DmServerSimulator } from "../../src/sim/dm-server.js";
 import type { Command, Encoding } from "../../src/syncml/index.js";
-import { Store } from "../../src/tree/store.js";
-import { DmTree } from "../../src/tree/tree.js";
+import type { DmTree } from "../../src/tree/tree.js";
+import { seededGatewayTree } from "../helpers/gateway.js";
 
 // The DM server simulator over real HTTP on loopback, driven by our ClientSession through fetch.
 
@@ -27,26 +26,7 @@ const SRVCRED = { name: "dmsrv", secret: "server-secret" };
 const START_NONCES: Nonces = { client: Uint8Array.from([1, 2, 3, 4]), server: Uint8Array.from([5, 6, 7, 8]) };
 
 function gatewayTree(): DmTree {
-  const tree = new DmTree(Store.open(":memory:"), {
-    plugins: standardMoPlugins(
-      {
-        devId: DEV_ID,
-        man: "ACME",
-        mod: "GW-1",
-        dmV: "1.2",
-        lang: "en-US",
-        oem: "ACME",
-        fwV: "1.0",
-        swV: "0.1.0",
-        hwV: "A",
-        uriLimits: { maxDepth: 0, maxTotLen: 0, maxSegLen: 0 },
-      },
-      [],
-    ),
-  });
-  tree.seed();
-  tree.write({ path: "./Vendor", format: "node", acl: "Add=dmsrv&Get=dmsrv&Replace=dmsrv&Delete=dmsrv" });
-  return tree;
+  return seededGatewayTree(DEV_ID, { vendorAcl: "Add=dmsrv&Get=dmsrv&Replace=dmsrv&Delete=dmsrv" });
 }
 
 type Scheme = "md5" | "hmac";

@@ -7,6 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import type { AuthScheme } from "../../src/dm/auth.js";
 import { standardMoPlugins, type DmAuthType } from "../../src/mo/standard.js";
+import { testIdentity } from "../helpers/gateway.js";
 import { HttpTransport, postMessage } from "../../src/northbound/http-transport.js";
 import { AlertOutbox } from "../../src/northbound/outbox.js";
 import { newClientSessionId, runManagementSession } from "../../src/northbound/session-runner.js";
@@ -47,37 +48,23 @@ interface Gateway {
 function openGateway(file: string, url: string, scheme: AuthScheme): Gateway {
   const store = Store.open(file);
   const tree = new DmTree(store, {
-    plugins: standardMoPlugins(
+    plugins: standardMoPlugins(testIdentity(DEV_ID), [
       {
-        devId: DEV_ID,
-        man: "ACME",
-        mod: "GW-1",
-        dmV: "1.2",
-        lang: "en-US",
-        oem: "ACME",
-        fwV: "1.0",
-        swV: "0.1.0",
-        hwV: "A",
-        uriLimits: { maxDepth: 0, maxTotLen: 0, maxSegLen: 0 },
-      },
-      [
-        {
-          name: "dmserver",
-          serverId: SERVER_ID,
-          addr: url,
-          clientCred: {
-            type: AUTH_TYPE[scheme],
-            ...CLCRED,
-            nonce: Buffer.from(START.client).toString("base64"),
-          },
-          serverCred: {
-            type: AUTH_TYPE[scheme],
-            ...SRVCRED,
-            nonce: Buffer.from(START.server).toString("base64"),
-          },
+        name: "dmserver",
+        serverId: SERVER_ID,
+        addr: url,
+        clientCred: {
+          type: AUTH_TYPE[scheme],
+          ...CLCRED,
+          nonce: Buffer.from(START.client).toString("base64"),
         },
-      ],
-    ),
+        serverCred: {
+          type: AUTH_TYPE[scheme],
+          ...SRVCRED,
+          nonce: Buffer.from(START.server).toString("base64"),
+        },
+      },
+    ]),
   });
   tree.seed();
   tree.write({

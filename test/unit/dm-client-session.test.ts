@@ -14,7 +14,6 @@ import {
   hmacMac,
   HMAC_HEADER,
 } from "../../src/dm/auth.js";
-import { standardMoPlugins } from "../../src/mo/standard.js";
 import {
   decodeMessage,
   encodeMessage,
@@ -23,8 +22,8 @@ import {
   type StatusCommand,
   type SyncMLMessage,
 } from "../../src/syncml/index.js";
-import { Store } from "../../src/tree/store.js";
-import { DmTree } from "../../src/tree/tree.js";
+import type { DmTree } from "../../src/tree/tree.js";
+import { seededGatewayTree } from "../helpers/gateway.js";
 
 // The server side of these tests is written from protocol.md 3.1 and 3.7 by hand, message by
 // message: it is not the project's server session, so the two cannot share a misreading.
@@ -36,25 +35,7 @@ const SERVER = { name: "dmsrv", secret: "server-secret" } as const;
 const enc = new TextEncoder();
 
 function makeTree(): DmTree {
-  const tree = new DmTree(Store.open(":memory:"), {
-    plugins: standardMoPlugins(
-      {
-        devId: DEV_ID,
-        man: "ACME",
-        mod: "GW-1",
-        dmV: "1.2",
-        lang: "en-US",
-        oem: "ACME",
-        fwV: "1.0",
-        swV: "0.1.0",
-        hwV: "A",
-        uriLimits: { maxDepth: 0, maxTotLen: 0, maxSegLen: 0 },
-      },
-      [],
-    ),
-  });
-  tree.seed();
-  return tree;
+  return seededGatewayTree(DEV_ID);
 }
 
 function bytes(text: string): Uint8Array {

@@ -1,10 +1,9 @@
 import assert from "node:assert/strict";
 import { ClientSession, type ClientOutcome, type PendingAlert } from "../../src/dm/client-session.js";
 import { ServerSession, type SessionOutcome } from "../../src/dm/server-session.js";
-import { standardMoPlugins } from "../../src/mo/standard.js";
 import type { Command, Encoding } from "../../src/syncml/index.js";
-import { Store } from "../../src/tree/store.js";
-import { DmTree } from "../../src/tree/tree.js";
+import type { DmTree } from "../../src/tree/tree.js";
+import { seededGatewayTree } from "../helpers/gateway.js";
 
 // Our client session against our server session, each written from protocol.md on its own and
 // tested alone against hand-written peer messages: here they must agree, message by message.
@@ -15,27 +14,8 @@ const CLCRED = { name: "gw", secret: "client-secret" };
 const SRVCRED = { name: "dmsrv", secret: "server-secret" };
 
 function gatewayTree(): DmTree {
-  const tree = new DmTree(Store.open(":memory:"), {
-    plugins: standardMoPlugins(
-      {
-        devId: DEV_ID,
-        man: "ACME",
-        mod: "GW-1",
-        dmV: "1.2",
-        lang: "en-US",
-        oem: "ACME",
-        fwV: "1.0",
-        swV: "0.1.0",
-        hwV: "A",
-        uriLimits: { maxDepth: 0, maxTotLen: 0, maxSegLen: 0 },
-      },
-      [],
-    ),
-  });
-  tree.seed();
   // The server may manage ./Vendor (its own subtree).
-  tree.write({ path: "./Vendor", format: "node", acl: "Add=dmsrv&Get=dmsrv&Replace=dmsrv&Delete=dmsrv" });
-  return tree;
+  return seededGatewayTree(DEV_ID, { vendorAcl: "Add=dmsrv&Get=dmsrv&Replace=dmsrv&Delete=dmsrv" });
 }
 
 interface Run {
