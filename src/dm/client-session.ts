@@ -13,21 +13,33 @@
  * Multi-message packages: our package is split to fit the server's MaxMsgSize and sent one message
  * at a time as the server asks (Alert 1222); a server package without Final is answered with 1222.
  *
- * Not yet here (issue #4): large objects (MoreData) in either direction, Alert 1225.
+ * Large objects (protocol.md 3.6): a Results Item too large for the server's MaxMsgSize goes in
+ * chunks, one per message (MoreData on all but the last, Meta Size on the first), continuing as the
+ * server answers 213 (+ 1222); larger than the server's MaxObjSize, the Get is answered 413. A
+ * server Add/Replace Item with MoreData is buffered (213 per chunk) and run only once reassembled
+ * (424 on a size mismatch, 413 above our MaxObjSize); a new command before the last chunk breaks the
+ * object (Alert 1225).
  */
 import {
   AlertCode,
   contentTypeFor,
   encodeMessage,
+  encodeXmlElement,
   StatusCode,
   tryDecodeMessage,
   type AlertCommand,
   type Command,
+  type Data,
+  type Element,
   type Encoding,
   type Item,
+  type ItemCommand,
+  type Meta,
+  type ResultsCommand,
   type StatusCommand,
   type SyncHdr,
   type SyncMLMessage,
+  type XmlElement,
 } from "../syncml/index.js";
 import type { DmTree } from "../tree/tree.js";
 import {
@@ -125,6 +137,33 @@ const SIZE_MARGIN = 64;
 const MAX_CREDENTIAL_RETRIES = 2;
 /** Server messages that fail authentication before we give up. */
 const MAX_SERVER_AUTH_FAILURES = 3;
+/** The reassembly buffer's bound when no maxObjSize is set. */
+const DEFAULT_MAX_OBJ_SIZE = 16 * 1024 * 1024;
+
+const UTF8 = new TextEncoder();
+
+/** A Results we send in chunks: what is left of its one Item's Data. */
+interface LargeOut {
+  readonly command: ResultsCommand;
+  readonly data: Data & { kind: "text" | "opaque" };
+  readonly total: number;
+  sentBytes: number;
+  sentChars: number;
+  /** `${msgId}/${cmdId}` of the chunk last sent. */
+  lastRef?: string;
+}
+
+/** A server Add/Replace arriving in chunks. */
+interface LargeIn {
+  readonly first: ItemCommand;
+  /** Items before the chunked one in the first command. */
+  readonly before: readonly Item[];
+  readonly item: Item;
+  readonly parts: Data[];
+  bytes: number;
+  readonly declared: number | undefined;
+  refused: number | undefined;
+}
 
 export class ClientSession {
   readonly #o: ClientSessionOptions;
@@ -132,6 +171,11 @@ export class ClientSession {
   #msgId = 0;
   #cmdId = 0;
   #serverMaxMsgSize = Number.POSITIVE_INFINITY;
+  #serverMaxObjSize = Number.POSITIVE_INFINITY;
+  /** The outbox's head being sent in chunks. */
+  #largeOut: LargeOut | undefined;
+  /** The server's object being reassembled. */
+  #largeIn: LargeIn | undefined;
   /** Nonce used for our credentials in this session (latest received, even if unauthenticated). */
   #clientNonce: Uint8Array;
   /** Nonces to persist. */
@@ -184,6 +228,8 @@ export class ClientSession {
     if (hdr.respUri !== undefined && hdr.respUri !== "") this.#url = hdr.respUri;
     const maxMsg = Number(hdr.meta?.maxMsgSize);
     if (Number.isFinite(maxMsg) && maxMsg > 0) this.#serverMaxMsgSize = maxMsg;
+    const maxObj = Number(hdr.meta?.maxObjSize);
+    if (Number.isFinite(maxObj) && maxObj > 0) this.#serverMaxObjSize = maxObj;
 
     // 1. Is the server who it says it is?
     const hdrStatus = this.#authenticateServer(hdr, body, headers);
@@ -212,6 +258,7 @@ export class ClientSession {
         return this.#finish(false, "authentication failed after retries");
       // Re-send Package 1 with credentials built on the new nonce (protocol.md 3.7).
       this.#outbox = [];
+      this.#largeOut = undefined;
       return this.#sendPackage(this.#package1, [], true);
     }
 
@@ -228,9 +275,11 @@ export class ClientSession {
         return this.#finish(false, "the server did not authenticate");
       for (const c of commands) replies.push(this.#refusal(c, msg, Number(hdrStatus.data)));
     } else if (commands.length > 0) {
+      const toRun = this.#assemble(commands, msg, replies);
+      if (msg.body.final) this.#breakIncoming(replies);
       const tree = this.#o.tree;
       const executed = tree.transaction(() =>
-        executeCommands(commands, {
+        executeCommands(toRun, {
           tree,
           serverId: this.#o.account.serverId,
           encoding: this.#o.encoding,
@@ -239,7 +288,7 @@ export class ClientSession {
           onAlert: (alert) => this.#onServerAlert(alert),
         }),
       );
-      replies.push(...executed);
+      replies.push(...this.#limitResults(executed));
     }
 
     // A message with Alert 1222 and no Final is the server's Next Message response (protocol.md
@@ -340,6 +389,14 @@ export class ClientSession {
   }
 
   #onCommandStatus(s: StatusCommand): void {
+    const lo = this.#largeOut;
+    if (lo !== undefined && lo.lastRef === `${s.msgRef}/${s.cmdRef}`) {
+      // A chunk refused: the object is abandoned.
+      if (Number(s.data) !== StatusCode.ChunkedItemAccepted && this.#outbox[0] === lo.command) {
+        this.#outbox.shift();
+        this.#largeOut = undefined;
+      }
+    }
     const id = this.#alertRefs.get(`${s.msgRef}/${s.cmdRef}`);
     const code = Number(s.data);
     if (id !== undefined && (code === StatusCode.Ok || code === StatusCode.AcceptedForProcessing)) {
@@ -410,7 +467,8 @@ export class ClientSession {
 
   /**
    * Queues `commands` behind the header statuses and sends as much as fits the server's
-   * MaxMsgSize; Final goes with the package's last message when `final` is set.
+   * MaxMsgSize; Final goes with the package's last message when `final` is set. A single-Item
+   * Results that does not fit a message alone goes as a large object, one chunk per message.
    */
   #sendPackage(
     commands: readonly Command[],
@@ -437,15 +495,40 @@ export class ClientSession {
     while (this.#outbox.length > 0) {
       const next = this.#outbox[0];
       if (next === undefined) break;
-      const candidate = [...sent, numbered(next)];
-      if (sent.length > headerStatuses.length && size(candidate, true) > limit) {
+      if (this.#largeOut === undefined || this.#largeOut.command !== next) {
+        const candidate = [...sent, numbered(next)];
+        const fits = size(candidate, true) <= limit;
+        if (!fits && sent.length > headerStatuses.length) {
+          this.#cmdId--;
+          break;
+        }
+        const lo = fits ? undefined : largeObjectOf(next);
+        if (lo === undefined) {
+          // A command that cannot fit even alone and is no single-Item Results goes anyway rather
+          // than stall the session.
+          sent.push(candidate[candidate.length - 1] as Command);
+          this.#outbox.shift();
+          continue;
+        }
         this.#cmdId--;
-        break;
+        this.#largeOut = lo;
       }
-      // A command that cannot fit even alone goes anyway (large objects are future work) rather
-      // than stall the session.
-      sent.push(candidate[candidate.length - 1] as Command);
+      const lo = this.#largeOut;
+      const chunk = this.#chunk(lo, sent, numbered, size, limit);
+      if (chunk === undefined) {
+        if (sent.length > headerStatuses.length) break;
+        // Not one byte fits: send what we can rather than stall (the server decides).
+        const rest = this.#chunkCommand(lo, numbered, takePiece(lo, lo.total - lo.sentBytes).data, true);
+        sent.push(rest);
+        this.#outbox.shift();
+        this.#largeOut = undefined;
+        continue;
+      }
+      sent.push(chunk.command);
+      lo.lastRef = `${msgId}/${chunk.command.cmdId}`;
+      if (!chunk.last) break;
       this.#outbox.shift();
+      this.#largeOut = undefined;
     }
     const isLast = this.#outbox.length === 0 && final;
     const message: SyncMLMessage = { version: "1.2", hdr, body: { commands: sent, final: isLast } };
@@ -459,6 +542,181 @@ export class ClientSession {
       });
     }
     return { kind: "send", url: this.#url, body, contentType: contentTypeFor(this.#o.encoding), headers };
+  }
+
+  /** The next chunk of `lo` that fits after `sent`, or undefined when not one byte fits. */
+  #chunk(
+    lo: LargeOut,
+    sent: readonly Command[],
+    numbered: (c: Command) => Command,
+    size: (cmds: Command[], withFinal: boolean) => number,
+    limit: number,
+  ): { command: Command; last: boolean } | undefined {
+    const remaining = lo.total - lo.sentBytes;
+    const empty = this.#chunkCommand(lo, numbered, emptyPiece(lo.data), false);
+    this.#cmdId--;
+    // Meta Size is on the first chunk: count it as if present.
+    let room = Math.min(limit - size([...sent, empty], false) - 16, remaining);
+    while (room >= 1) {
+      const piece = takePiece(lo, room);
+      if (piece.bytes === 0) return undefined;
+      const last = piece.bytes === remaining;
+      const command = this.#chunkCommand(lo, numbered, piece.data, last);
+      const total = size([...sent, command], last);
+      if (total <= limit) {
+        lo.sentBytes += piece.bytes;
+        lo.sentChars += piece.chars;
+        return { command, last };
+      }
+      this.#cmdId--;
+      room = Math.min(piece.bytes - 1, piece.bytes - (total - limit));
+    }
+    return undefined;
+  }
+
+  /** A chunk of `lo` as a numbered Results: Meta Size on the first, MoreData on all but the last. */
+  #chunkCommand(lo: LargeOut, numbered: (c: Command) => Command, data: Data, last: boolean): Command {
+    const item = lo.command.items[0] as Item;
+    const first = lo.sentBytes === 0;
+    const meta = first && !last ? { ...item.meta, size: String(lo.total) } : omitSize(item.meta);
+    const chunkItem: Item = {
+      ...(item.target !== undefined && { target: item.target }),
+      ...(item.source !== undefined && { source: item.source }),
+      ...(meta !== undefined && { meta }),
+      data,
+      ...(!last && { moreData: true }),
+    };
+    return numbered({ ...lo.command, items: [chunkItem] });
+  }
+
+  // ------------------------------------------------------------------ large objects from the server
+
+  /**
+   * Passes the server's commands through chunk reassembly: returns those to run (a completed object
+   * as one command), pushing 213/413/424 for chunks and Alert 1225 for broken objects to `replies`.
+   */
+  #assemble(commands: readonly Command[], msg: SyncMLMessage, replies: Command[]): Command[] {
+    const toRun: Command[] = [];
+    for (const c of commands) {
+      const inc = this.#largeIn;
+      if (inc !== undefined) {
+        if (continuesObject(inc, c) && (c.kind === "Add" || c.kind === "Replace")) {
+          const [head, ...rest] = c.items;
+          if (head === undefined) continue;
+          this.#appendChunk(inc, head.data);
+          if (head.moreData === true) {
+            if (rest.length > 0) {
+              this.#largeIn = undefined;
+              replies.push(this.#chunkStatus(c, msg, StatusCode.BadRequest));
+            } else {
+              replies.push(this.#chunkStatus(c, msg, inc.refused ?? StatusCode.ChunkedItemAccepted));
+            }
+            continue;
+          }
+          this.#largeIn = undefined;
+          const failure =
+            inc.refused ??
+            (inc.declared !== undefined && inc.declared !== inc.bytes ? StatusCode.SizeMismatch : undefined);
+          if (failure !== undefined) {
+            replies.push(this.#chunkStatus(c, msg, failure));
+            continue;
+          }
+          const whole: Item = { ...withoutMoreData(inc.item), data: joinData(inc.parts) };
+          const items = [...inc.before, whole, ...rest];
+          this.#startOrRun({ ...inc.first, cmdId: c.cmdId, items }, msg, replies, toRun);
+          continue;
+        }
+        if (carriesItems(c)) this.#breakIncoming(replies);
+      }
+      this.#startOrRun(c, msg, replies, toRun);
+    }
+    return toRun;
+  }
+
+  #startOrRun(c: Command, msg: SyncMLMessage, replies: Command[], toRun: Command[]): void {
+    const last = c.kind === "Add" || c.kind === "Replace" ? c.items.at(-1) : undefined;
+    if ((c.kind !== "Add" && c.kind !== "Replace") || last?.moreData !== true) {
+      toRun.push(c);
+      return;
+    }
+    const declared = positiveInt(last.meta?.size ?? c.meta?.size);
+    const max = this.#maxObjSize();
+    const inc: LargeIn = {
+      first: c,
+      before: c.items.slice(0, -1),
+      item: last,
+      parts: [],
+      bytes: 0,
+      declared,
+      refused: declared !== undefined && declared > max ? StatusCode.RequestEntityTooLarge : undefined,
+    };
+    this.#largeIn = inc;
+    this.#appendChunk(inc, last.data);
+    replies.push(this.#chunkStatus(c, msg, inc.refused ?? StatusCode.ChunkedItemAccepted));
+  }
+
+  #maxObjSize(): number {
+    return this.#o.maxObjSize ?? DEFAULT_MAX_OBJ_SIZE;
+  }
+
+  #appendChunk(inc: LargeIn, data: Data | undefined): void {
+    if (data === undefined || inc.refused !== undefined) return;
+    inc.bytes += dataSize(data);
+    if (inc.bytes > this.#maxObjSize()) {
+      inc.refused = StatusCode.RequestEntityTooLarge;
+      inc.parts.length = 0;
+      return;
+    }
+    inc.parts.push(data);
+  }
+
+  /** An object cut short: Alert 1225 naming its Target and Source, nothing kept. */
+  #breakIncoming(replies: Command[]): void {
+    const inc = this.#largeIn;
+    if (inc === undefined) return;
+    this.#largeIn = undefined;
+    const item: Item = {
+      ...(inc.item.target !== undefined && { target: { locUri: inc.item.target.locUri } }),
+      ...(inc.item.source !== undefined && { source: { locUri: inc.item.source.locUri } }),
+    };
+    replies.push({ kind: "Alert", cmdId: "", data: String(AlertCode.NoEndOfData), items: [item] });
+  }
+
+  #chunkStatus(c: ItemCommand, msg: SyncMLMessage, code: number): StatusCommand {
+    const target = c.items[0]?.target?.locUri;
+    return {
+      kind: "Status",
+      cmdId: "",
+      msgRef: msg.hdr.msgId,
+      cmdRef: c.cmdId,
+      cmd: c.kind,
+      targetRefs: target === undefined ? [] : [target],
+      sourceRefs: [],
+      data: String(code),
+      items: [],
+    };
+  }
+
+  /** Results whose object exceeds the server's MaxObjSize: dropped, their Get answered 413. */
+  #limitResults(replies: readonly Command[]): Command[] {
+    const max = this.#serverMaxObjSize;
+    const tooLarge = new Set<string>();
+    for (const r of replies) {
+      if (r.kind === "Results" && r.items.some((i) => i.data !== undefined && dataSize(i.data) > max))
+        tooLarge.add(`${r.msgRef ?? ""}/${r.cmdRef}`);
+    }
+    if (tooLarge.size === 0) return [...replies];
+    const out: Command[] = [];
+    for (const r of replies) {
+      const key = r.kind === "Status" || r.kind === "Results" ? `${r.msgRef ?? ""}/${r.cmdRef}` : "";
+      if (r.kind === "Results" && tooLarge.has(key)) continue;
+      if (r.kind === "Status" && r.cmd === "Get" && tooLarge.has(key)) {
+        out.push({ ...r, data: String(StatusCode.RequestEntityTooLarge) });
+        continue;
+      }
+      out.push(r);
+    }
+    return out;
   }
 
   #header(msgId: string): SyncHdr {
@@ -514,4 +772,107 @@ function headerValue(
   const want = name.toLowerCase();
   for (const [k, v] of Object.entries(headers)) if (k.toLowerCase() === want) return v;
   return undefined;
+}
+
+/** A Results of one Item with text or binary Data, sendable in chunks. */
+function largeObjectOf(c: Command): LargeOut | undefined {
+  if (c.kind !== "Results" || c.items.length !== 1) return undefined;
+  const data = c.items[0]?.data;
+  if (data === undefined || data.kind === "element") return undefined;
+  return { command: c, data, total: dataSize(data), sentBytes: 0, sentChars: 0 };
+}
+
+/** Up to `maxBytes` bytes of the object from where it stands, cut on a character boundary for text. */
+function takePiece(lo: LargeOut, maxBytes: number): { data: Data; bytes: number; chars: number } {
+  if (lo.data.kind === "opaque") {
+    const bytes = lo.data.bytes.subarray(lo.sentBytes, lo.sentBytes + maxBytes);
+    return { data: { kind: "opaque", bytes: Uint8Array.from(bytes) }, bytes: bytes.length, chars: 0 };
+  }
+  const text = lo.data.text;
+  let i = lo.sentChars;
+  let bytes = 0;
+  while (i < text.length) {
+    const cp = text.codePointAt(i) ?? 0;
+    const len = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+    if (bytes + len > maxBytes) break;
+    bytes += len;
+    i += cp > 0xffff ? 2 : 1;
+  }
+  return { data: { kind: "text", text: text.slice(lo.sentChars, i) }, bytes, chars: i - lo.sentChars };
+}
+
+function emptyPiece(data: Data): Data {
+  return data.kind === "text" ? { kind: "text", text: "" } : { kind: "opaque", bytes: new Uint8Array(0) };
+}
+
+/** Meta without Size: only the first chunk declares the total (protocol.md 3.6). */
+function omitSize(meta: Meta | undefined): Meta | undefined {
+  if (meta?.size === undefined) return meta;
+  const copy: { -readonly [K in keyof Meta]: Meta[K] } = { ...meta };
+  delete copy.size;
+  return Object.keys(copy).length === 0 ? undefined : copy;
+}
+
+function withoutMoreData(item: Item): Item {
+  return {
+    ...(item.target !== undefined && { target: item.target }),
+    ...(item.source !== undefined && { source: item.source }),
+    ...(item.meta !== undefined && { meta: item.meta }),
+  };
+}
+
+/** Chunks joined: text stays text; any binary piece makes the whole binary (text as UTF-8). */
+function joinData(parts: readonly Data[]): Data {
+  if (parts.every((p): p is Extract<Data, { kind: "text" }> => p.kind === "text")) {
+    return { kind: "text", text: parts.map((p) => p.text).join("") };
+  }
+  const pieces = parts.map(dataBytes);
+  const bytes = new Uint8Array(pieces.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const p of pieces) {
+    bytes.set(p, offset);
+    offset += p.length;
+  }
+  return { kind: "opaque", bytes };
+}
+
+function dataBytes(d: Data): Uint8Array {
+  if (d.kind === "opaque") return d.bytes;
+  if (d.kind === "text") return UTF8.encode(d.text);
+  return UTF8.encode(elementText(d.element));
+}
+
+function elementText(e: XmlElement): string {
+  const toElement = (x: XmlElement): Element => ({
+    name: x.name,
+    namespace: x.namespace,
+    children: x.children.map((c) => (typeof c === "string" ? c : toElement(c))),
+  });
+  return encodeXmlElement(toElement(e), { declaration: false });
+}
+
+/** Size as transported: UTF-8 bytes of text, bytes of binary (protocol.md 3.10). */
+function dataSize(d: Data): number {
+  return d.kind === "opaque" ? d.bytes.length : dataBytes(d).length;
+}
+
+/** Whether `c` is the next chunk of `inc`: same command kind, same Item. */
+function continuesObject(inc: LargeIn, c: Command): boolean {
+  if (c.kind !== inc.first.kind || !("items" in c)) return false;
+  const head = c.items[0];
+  if (head === undefined) return false;
+  const same = (a: { locUri: string } | undefined, b: { locUri: string } | undefined): boolean =>
+    a === undefined || b === undefined || a.locUri === b.locUri;
+  return same(head.source, inc.item.source) && same(head.target, inc.item.target);
+}
+
+/** A command that carries data objects: any with Items, and Atomic/Sequence. */
+function carriesItems(c: Command): boolean {
+  return c.kind === "Atomic" || c.kind === "Sequence" || ("items" in c && c.items.length > 0);
+}
+
+function positiveInt(text: string | undefined): number | undefined {
+  if (text === undefined || !/^\s*\d{1,15}\s*$/.test(text)) return undefined;
+  const n = Number(text);
+  return n > 0 ? n : undefined;
 }
