@@ -24,22 +24,18 @@ import {
   AlertCode,
   contentTypeFor,
   encodeMessage,
-  encodeXmlElement,
   StatusCode,
   tryDecodeMessage,
   type AlertCommand,
   type Command,
   type Data,
-  type Element,
   type Encoding,
   type Item,
   type ItemCommand,
-  type Meta,
   type ResultsCommand,
   type StatusCommand,
   type SyncHdr,
   type SyncMLMessage,
-  type XmlElement,
 } from "../syncml/index.js";
 import type { DmTree } from "../tree/tree.js";
 import {
@@ -55,6 +51,17 @@ import {
   type AuthScheme,
 } from "./auth.js";
 import { executeCommands } from "./command-executor.js";
+import {
+  carriesItems,
+  dataSize,
+  emptyPiece,
+  headerValue,
+  joinData,
+  omitSize,
+  positiveInt,
+  takePiece,
+  withoutMoreData,
+} from "./large-object.js";
 
 export type AuthConfig =
   | { readonly scheme: "none" }
@@ -139,8 +146,6 @@ const MAX_CREDENTIAL_RETRIES = 2;
 const MAX_SERVER_AUTH_FAILURES = 3;
 /** The reassembly buffer's bound when no maxObjSize is set. */
 const DEFAULT_MAX_OBJ_SIZE = 16 * 1024 * 1024;
-
-const UTF8 = new TextEncoder();
 
 /** A Results we send in chunks: what is left of its one Item's Data. */
 interface LargeOut {
@@ -273,7 +278,7 @@ export class ClientSession {
     if (!this.#serverAuthenticated) {
       if (++this.#serverAuthFailures > MAX_SERVER_AUTH_FAILURES)
         return this.#finish(false, "the server did not authenticate");
-      for (const c of commands) replies.push(this.#refusal(c, msg, Number(hdrStatus.data)));
+      for (const c of commands) replies.push(this.#status(c, msg, Number(hdrStatus.data)));
     } else if (commands.length > 0) {
       const toRun = this.#assemble(commands, msg, replies);
       if (msg.body.final) this.#breakIncoming(replies);
@@ -412,14 +417,15 @@ export class ClientSession {
     return StatusCode.OptionalFeatureNotSupported;
   }
 
-  #refusal(c: Command, msg: SyncMLMessage, code: number): StatusCommand {
+  /** A Status for a server command (CmdID numbered when the message is built). */
+  #status(c: Command, msg: SyncMLMessage, code: number, target?: string): StatusCommand {
     return {
       kind: "Status",
       cmdId: "",
       msgRef: msg.hdr.msgId,
       cmdRef: c.cmdId,
       cmd: c.kind,
-      targetRefs: [],
+      targetRefs: target === undefined ? [] : [target],
       sourceRefs: [],
       data: String(code),
       items: [],
@@ -683,18 +689,7 @@ export class ClientSession {
   }
 
   #chunkStatus(c: ItemCommand, msg: SyncMLMessage, code: number): StatusCommand {
-    const target = c.items[0]?.target?.locUri;
-    return {
-      kind: "Status",
-      cmdId: "",
-      msgRef: msg.hdr.msgId,
-      cmdRef: c.cmdId,
-      cmd: c.kind,
-      targetRefs: target === undefined ? [] : [target],
-      sourceRefs: [],
-      data: String(code),
-      items: [],
-    };
+    return this.#status(c, msg, code, c.items[0]?.target?.locUri);
   }
 
   /** Results whose object exceeds the server's MaxObjSize: dropped, their Get answered 413. */
@@ -765,95 +760,12 @@ export class ClientSession {
   }
 }
 
-function headerValue(
-  headers: Readonly<Record<string, string | undefined>>,
-  name: string,
-): string | undefined {
-  const want = name.toLowerCase();
-  for (const [k, v] of Object.entries(headers)) if (k.toLowerCase() === want) return v;
-  return undefined;
-}
-
 /** A Results of one Item with text or binary Data, sendable in chunks. */
 function largeObjectOf(c: Command): LargeOut | undefined {
   if (c.kind !== "Results" || c.items.length !== 1) return undefined;
   const data = c.items[0]?.data;
   if (data === undefined || data.kind === "element") return undefined;
   return { command: c, data, total: dataSize(data), sentBytes: 0, sentChars: 0 };
-}
-
-/** Up to `maxBytes` bytes of the object from where it stands, cut on a character boundary for text. */
-function takePiece(lo: LargeOut, maxBytes: number): { data: Data; bytes: number; chars: number } {
-  if (lo.data.kind === "opaque") {
-    const bytes = lo.data.bytes.subarray(lo.sentBytes, lo.sentBytes + maxBytes);
-    return { data: { kind: "opaque", bytes: Uint8Array.from(bytes) }, bytes: bytes.length, chars: 0 };
-  }
-  const text = lo.data.text;
-  let i = lo.sentChars;
-  let bytes = 0;
-  while (i < text.length) {
-    const cp = text.codePointAt(i) ?? 0;
-    const len = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
-    if (bytes + len > maxBytes) break;
-    bytes += len;
-    i += cp > 0xffff ? 2 : 1;
-  }
-  return { data: { kind: "text", text: text.slice(lo.sentChars, i) }, bytes, chars: i - lo.sentChars };
-}
-
-function emptyPiece(data: Data): Data {
-  return data.kind === "text" ? { kind: "text", text: "" } : { kind: "opaque", bytes: new Uint8Array(0) };
-}
-
-/** Meta without Size: only the first chunk declares the total (protocol.md 3.6). */
-function omitSize(meta: Meta | undefined): Meta | undefined {
-  if (meta?.size === undefined) return meta;
-  const copy: { -readonly [K in keyof Meta]: Meta[K] } = { ...meta };
-  delete copy.size;
-  return Object.keys(copy).length === 0 ? undefined : copy;
-}
-
-function withoutMoreData(item: Item): Item {
-  return {
-    ...(item.target !== undefined && { target: item.target }),
-    ...(item.source !== undefined && { source: item.source }),
-    ...(item.meta !== undefined && { meta: item.meta }),
-  };
-}
-
-/** Chunks joined: text stays text; any binary piece makes the whole binary (text as UTF-8). */
-function joinData(parts: readonly Data[]): Data {
-  if (parts.every((p): p is Extract<Data, { kind: "text" }> => p.kind === "text")) {
-    return { kind: "text", text: parts.map((p) => p.text).join("") };
-  }
-  const pieces = parts.map(dataBytes);
-  const bytes = new Uint8Array(pieces.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const p of pieces) {
-    bytes.set(p, offset);
-    offset += p.length;
-  }
-  return { kind: "opaque", bytes };
-}
-
-function dataBytes(d: Data): Uint8Array {
-  if (d.kind === "opaque") return d.bytes;
-  if (d.kind === "text") return UTF8.encode(d.text);
-  return UTF8.encode(elementText(d.element));
-}
-
-function elementText(e: XmlElement): string {
-  const toElement = (x: XmlElement): Element => ({
-    name: x.name,
-    namespace: x.namespace,
-    children: x.children.map((c) => (typeof c === "string" ? c : toElement(c))),
-  });
-  return encodeXmlElement(toElement(e), { declaration: false });
-}
-
-/** Size as transported: UTF-8 bytes of text, bytes of binary (protocol.md 3.10). */
-function dataSize(d: Data): number {
-  return d.kind === "opaque" ? d.bytes.length : dataBytes(d).length;
 }
 
 /** Whether `c` is the next chunk of `inc`: same command kind, same Item. */
@@ -864,15 +776,4 @@ function continuesObject(inc: LargeIn, c: Command): boolean {
   const same = (a: { locUri: string } | undefined, b: { locUri: string } | undefined): boolean =>
     a === undefined || b === undefined || a.locUri === b.locUri;
   return same(head.source, inc.item.source) && same(head.target, inc.item.target);
-}
-
-/** A command that carries data objects: any with Items, and Atomic/Sequence. */
-function carriesItems(c: Command): boolean {
-  return c.kind === "Atomic" || c.kind === "Sequence" || ("items" in c && c.items.length > 0);
-}
-
-function positiveInt(text: string | undefined): number | undefined {
-  if (text === undefined || !/^\s*\d{1,15}\s*$/.test(text)) return undefined;
-  const n = Number(text);
-  return n > 0 ? n : undefined;
 }

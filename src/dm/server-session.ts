@@ -27,7 +27,6 @@ import {
   StatusCode,
   contentTypeFor,
   encodeMessage,
-  encodeXmlElement,
   encodingForContentType,
   tryDecodeMessage,
   type AlertCommand,
@@ -35,19 +34,16 @@ import {
   type Command,
   type Cred,
   type Data,
-  type Element,
   type Encoding,
   type Item,
   type ItemCommand,
   type ContainerCommand,
   type Location,
-  type Meta,
   type ResultsCommand,
   type StatusCommand,
   type SyncHdr,
   type SyncMLMessage,
   type SyncMLVersion,
-  type XmlElement,
 } from "../syncml/index.js";
 import {
   DEFAULT_NONCE_SIZE,
@@ -64,6 +60,19 @@ import {
   type AuthScheme,
   type Credentials,
 } from "./auth.js";
+import {
+  carriesItems,
+  dataSize,
+  elementText,
+  emptyPiece,
+  headerValue,
+  joinData,
+  omitSize,
+  positiveInt,
+  takePiece,
+  withoutMoreData,
+  type ChunkSource,
+} from "./large-object.js";
 
 // ---------------------------------------------------------------------------------------------------
 // Public types
@@ -259,10 +268,6 @@ interface MutableRecord {
   readonly refusedResults: RefusedResults[];
   readonly inner: MutableRecord[];
 }
-
-/** Data of a large object being sent, normalised to what the reply encoding carries. */
-type ChunkSource =
-  { readonly kind: "text"; readonly text: string } | { readonly kind: "opaque"; readonly bytes: Uint8Array };
 
 interface LargeObject {
   readonly data: ChunkSource;
@@ -610,7 +615,7 @@ export class ServerSession {
       case "md5":
         return verifyCred(msg.hdr.cred, expected, this.#clientNonce, { require: scheme });
       case "hmac":
-        return verifyHmac(header(headers, HMAC_HEADER), expected, this.#clientNonce, raw);
+        return verifyHmac(headerValue(headers, HMAC_HEADER), expected, this.#clientNonce, raw);
     }
   }
 
@@ -1391,29 +1396,6 @@ function largeObjectOf(command: Command, encoding: Encoding): LargeObject | Sess
   return { data: { kind: "text", text }, total: data.bytes.length, sentBytes: 0, sentChars: 0 };
 }
 
-/** Up to `maxBytes` bytes of the object from where it stands, cut on a character boundary for text. */
-function takePiece(lo: LargeObject, maxBytes: number): { data: Data; bytes: number; chars: number } {
-  if (lo.data.kind === "opaque") {
-    const bytes = lo.data.bytes.subarray(lo.sentBytes, lo.sentBytes + maxBytes);
-    return { data: { kind: "opaque", bytes: Uint8Array.from(bytes) }, bytes: bytes.length, chars: 0 };
-  }
-  const text = lo.data.text;
-  let i = lo.sentChars;
-  let bytes = 0;
-  while (i < text.length) {
-    const cp = text.codePointAt(i) ?? 0;
-    const len = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
-    if (bytes + len > maxBytes) break;
-    bytes += len;
-    i += cp > 0xffff ? 2 : 1;
-  }
-  return { data: { kind: "text", text: text.slice(lo.sentChars, i) }, bytes, chars: i - lo.sentChars };
-}
-
-function emptyPiece(source: ChunkSource): Data {
-  return source.kind === "text" ? { kind: "text", text: "" } : { kind: "opaque", bytes: new Uint8Array(0) };
-}
-
 /** A chunk's Item: Target, Source and Meta repeated (Size only when given), the piece, MoreData. */
 function chunkItem(item: Item, data: Data, totalSize: number | undefined, moreData: boolean): Item {
   const meta = totalSize === undefined ? omitSize(item.meta) : { ...item.meta, size: String(totalSize) };
@@ -1426,53 +1408,6 @@ function chunkItem(item: Item, data: Data, totalSize: number | undefined, moreDa
   };
 }
 
-/** Meta without Size: only the first chunk declares the total (protocol.md 3.6). */
-function omitSize(meta: Meta | undefined): Meta | undefined {
-  if (meta?.size === undefined) return meta;
-  const copy: { -readonly [K in keyof Meta]: Meta[K] } = { ...meta };
-  delete copy.size;
-  return Object.keys(copy).length === 0 ? undefined : copy;
-}
-
-function withoutMoreData(item: Item): Item {
-  return {
-    ...(item.target === undefined ? {} : { target: item.target }),
-    ...(item.source === undefined ? {} : { source: item.source }),
-    ...(item.meta === undefined ? {} : { meta: item.meta }),
-  };
-}
-
-/** Chunks joined: text stays text; any binary piece makes the whole binary (text as UTF-8). */
-function joinData(parts: readonly Data[]): Data {
-  if (parts.every((p): p is Extract<Data, { kind: "text" }> => p.kind === "text")) {
-    return { kind: "text", text: parts.map((p) => p.text).join("") };
-  }
-  const pieces = parts.map(dataBytes);
-  const bytes = new Uint8Array(pieces.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const p of pieces) {
-    bytes.set(p, offset);
-    offset += p.length;
-  }
-  return { kind: "opaque", bytes };
-}
-
-function dataBytes(d: Data): Uint8Array {
-  switch (d.kind) {
-    case "text":
-      return UTF8.encode(d.text);
-    case "opaque":
-      return d.bytes;
-    case "element":
-      return UTF8.encode(elementText(d.element));
-  }
-}
-
-/** Size as transported: UTF-8 bytes of text, bytes of binary (protocol.md 3.10). */
-function dataSize(d: Data): number {
-  return d.kind === "opaque" ? d.bytes.length : dataBytes(d).length;
-}
-
 function dataText(d: Data): string {
   switch (d.kind) {
     case "text":
@@ -1482,15 +1417,6 @@ function dataText(d: Data): string {
     case "element":
       return elementText(d.element);
   }
-}
-
-function elementText(e: XmlElement): string {
-  const toElement = (x: XmlElement): Element => ({
-    name: x.name,
-    namespace: x.namespace,
-    children: x.children.map((c) => (typeof c === "string" ? c : toElement(c))),
-  });
-  return encodeXmlElement(toElement(e), { declaration: false });
 }
 
 function alertItem(i: Item): AlertItem {
@@ -1516,11 +1442,6 @@ function continues(inc: Incoming, c: Command): boolean {
   return same(head.source, inc.item.source) && same(head.target, inc.item.target);
 }
 
-/** A command that carries data objects: any with Items, and Atomic/Sequence. */
-function carriesItems(c: Command): boolean {
-  return isContainer(c) || ("items" in c && c.items.length > 0);
-}
-
 function isContainer(c: Command): c is ContainerCommand {
   return c.kind === "Atomic" || c.kind === "Sequence";
 }
@@ -1531,19 +1452,6 @@ function isHdrStatus(st: StatusCommand): boolean {
 
 function isAlert(a: AlertCommand, code: number): boolean {
   return a.data?.trim() === String(code);
-}
-
-function positiveInt(text: string | undefined): number | undefined {
-  if (text === undefined || !/^\s*\d{1,15}\s*$/.test(text)) return undefined;
-  const n = Number(text);
-  return n > 0 ? n : undefined;
-}
-
-/** A header's value by case-insensitive name. */
-function header(headers: Readonly<Record<string, string | undefined>>, name: string): string | undefined {
-  const wanted = name.toLowerCase();
-  for (const [k, v] of Object.entries(headers)) if (k.toLowerCase() === wanted) return v;
-  return undefined;
 }
 
 function errorText(e: unknown): string {

@@ -5,6 +5,7 @@
  * elements may or may not carry `syncml:metinf`. The version is what VerDTD says (the body decides,
  * not the WBXML public id or the xmlns).
  */
+import { concatBytes } from "../core/bytes.js";
 import { ErrorCode, GatewayError, isGatewayError } from "../core/errors.js";
 import {
   MIME_TNDS_WBXML,
@@ -525,13 +526,7 @@ function parseData(el: Element): Data {
       typeof c === "string" ? UTF8_ENCODER.encode(c) : (c as Uint8Array),
     );
     if (parts.length === 1 && parts[0] !== undefined) return { kind: "opaque", bytes: parts[0] };
-    const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-    let offset = 0;
-    for (const p of parts) {
-      bytes.set(p, offset);
-      offset += p.length;
-    }
-    return { kind: "opaque", bytes };
+    return { kind: "opaque", bytes: concatBytes(parts) };
   }
   return { kind: "text", text: el.children.filter((c): c is string => typeof c === "string").join("") };
 }

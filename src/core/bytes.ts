@@ -1,0 +1,12 @@
+/** Byte helpers with no protocol knowledge. */
+
+/** The parts joined into one fresh array (never a view of any part). */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
+  return out;
+}
