@@ -5,32 +5,14 @@
  */
 import { ErrorCode, GatewayError } from "../core/errors.js";
 import type { MoPlugin, NodePolicy } from "../tree/plugin.js";
-import type { UriLimits } from "../tree/types.js";
-import { devDetailPlugin, DEVDETAIL_ROOT } from "./devdetail.js";
-import { devInfoPlugin, DEVINFO_ROOT, readOnlyMoPolicy } from "./devinfo.js";
+import { devDetailPlugin, DEVDETAIL_ROOT, type DevDetailIdentity } from "./devdetail.js";
+import { devInfoPlugin, DEVINFO_ROOT, readOnlyMoPolicy, type DevInfoIdentity } from "./devinfo.js";
 import { dmAccPlugin, dmAccPolicy, type DmAccountConfig } from "./dmacc.js";
 
 export type { DmAccountConfig, DmCredential, DmAuthType, AddrType } from "./dmacc.js";
 
-/** Who the gateway is: the DevInfo and DevDetail leaves. */
-export interface GatewayIdentity {
-  /** Unique device id, a URN (`IMEI:...`, `MAC:...`). */
-  readonly devId: string;
-  readonly man: string;
-  readonly mod: string;
-  /** DM client version string (`1.2`). */
-  readonly dmV: string;
-  /** Current language tag (`en`). */
-  readonly lang: string;
-  /** Device type; `gateway` when absent. */
-  readonly devTyp?: string;
-  readonly oem: string;
-  readonly fwV: string;
-  readonly swV: string;
-  readonly hwV: string;
-  /** The URI limits the tree enforces and DevDetail publishes; 0 = unlimited. */
-  readonly uriLimits: UriLimits;
-}
+/** Who the gateway is: the DevInfo and DevDetail leaves (the tree enforces the same URI limits). */
+export interface GatewayIdentity extends DevInfoIdentity, DevDetailIdentity {}
 
 /**
  * DevInfo, DevDetail and DMAcc, in that order.

@@ -96,18 +96,10 @@ export interface NodeRow {
   readonly value: string | Buffer | null;
 }
 
-export interface NewNode {
-  readonly parent: number;
-  readonly name: string;
-  readonly format: number;
-  readonly flags: number;
-  readonly access: number | null;
-  readonly type: string | null;
-  readonly acl: string | null;
-  readonly title: string | null;
-  readonly tstamp: number | null;
+/** A node to insert: a row without its id and version (VerNo starts at 0). */
+export type NewNode = Omit<NodeRow, "id" | "verno" | "value"> & {
   readonly value: string | Uint8Array | null;
-}
+};
 
 export const ROOT_ID = 1;
 const INTERIOR_FORMAT = NODE_FORMATS.indexOf("node");
