@@ -23,6 +23,7 @@ import {
   type ResultsCommand,
   type StatusCommand,
 } from "../syncml/index.js";
+import type { AlertAnswer } from "./user-interaction.js";
 import { nodesToTnds, tndsToNodes } from "../tree/tnds.js";
 import { treeNodeToTnds, type DmTree, type LeafInput, type TreeNode, type TreeStatus } from "../tree/tree.js";
 import { NODE_FORMATS, type NodeFormat, type NodeValue } from "../tree/types.js";
@@ -38,7 +39,7 @@ export interface ExecutorContext {
   /** Allocates the CmdID of each reply command. */
   nextCmdId(): string;
   /** Answers a server Alert (user interaction); without it, such alerts answer 406. */
-  onAlert?(alert: AlertCommand): number;
+  onAlert?(alert: AlertCommand): AlertAnswer;
 }
 
 /** What executing one message's commands produced, in order. */
@@ -74,9 +75,9 @@ function runCommand(command: Command, ctx: ExecutorContext, out: Reply[], scope:
       // Responses, not commands: the session layer consumes them; nothing to execute here.
       return StatusCode.Ok;
     case "Alert": {
-      const code = ctx.onAlert?.(command) ?? StatusCode.OptionalFeatureNotSupported;
-      out.push(status(ctx, command, code));
-      return code;
+      const answer = ctx.onAlert?.(command) ?? { status: StatusCode.OptionalFeatureNotSupported };
+      out.push({ ...status(ctx, command, answer.status), items: answer.items ?? [] });
+      return answer.status;
     }
     case "Get":
       if (scope.inAtomic) return refuseItems(command, ctx, out, StatusCode.CommandFailed);

@@ -8,6 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import type { ExecutorContext, Reply } from "../../src/dm/command-executor.js";
 import { executeCommands } from "../../src/dm/command-executor.js";
+import type { AlertAnswer } from "../../src/dm/user-interaction.js";
 import {
   decodeMessage,
   type AlertCommand,
@@ -142,7 +143,7 @@ export interface RunOptions {
   readonly serverId?: string;
   readonly encoding?: Encoding;
   readonly msgId?: string;
-  readonly onAlert?: (alert: AlertCommand) => number;
+  readonly onAlert?: (alert: AlertCommand) => AlertAnswer;
 }
 
 export interface RunOutcome {

@@ -648,7 +648,7 @@ describe("executeCommands: Alert and Exec", () => {
     const { statuses } = runMessage(fixtureTree(), ALERT, {
       onAlert: (a) => {
         seen.push(a);
-        return 304;
+        return { status: 304 };
       },
     });
     assert.deepEqual(statusTriples(statuses), [["3", "Alert", "304"]]);
