@@ -24,6 +24,7 @@
  * `degraded` and reconnects with exponential backoff and jitter, creating a new link from the
  * factory each time (style.md 2.13.1); the init sequence and the storage drain run again.
  */
+import { backoffDelay, type BackoffOptions } from "../../src/core/backoff.js";
 import { isGatewayError, type GatewayError } from "../../src/core/errors.js";
 import {
   AtSession,
@@ -93,16 +94,15 @@ export interface ModemCounters {
   readonly reconnects: number;
 }
 
-export interface ReconnectOptions {
-  /** First delay; default 500 ms. */
-  readonly initialMs?: number;
-  /** Cap; default 30 000 ms. */
-  readonly maxMs?: number;
-  /** Growth per failed attempt; default 2. */
-  readonly factor?: number;
-  /** Relative jitter, 0..1; default 0.2 (a delay of d waits d * (1 ± 0.2)). */
-  readonly jitter?: number;
-}
+/** The modem's reconnect policy; defaults: 500 ms, doubling, capped at 30 s, ±20 % jitter. */
+export type ReconnectOptions = BackoffOptions;
+
+const RECONNECT_DEFAULTS: Required<BackoffOptions> = {
+  initialMs: 500,
+  maxMs: 30_000,
+  factor: 2,
+  jitter: 0.2,
+};
 
 export interface ModemOptions {
   /** Serial device from the board profile or config, e.g. `/dev/serial/by-id/usb-...-if02-port0`. */
@@ -417,12 +417,11 @@ export class Modem {
   }
 
   #scheduleReconnect(): void {
-    const r = this.#options.reconnect ?? {};
-    const base = Math.min(r.maxMs ?? 30_000, (r.initialMs ?? 500) * (r.factor ?? 2) ** this.#attempt);
-    const jitter = r.jitter ?? 0.2;
-    const delay = Math.max(
-      0,
-      Math.round(base * (1 + jitter * (2 * (this.#options.random ?? Math.random)() - 1))),
+    const delay = backoffDelay(
+      this.#attempt,
+      this.#options.reconnect ?? {},
+      RECONNECT_DEFAULTS,
+      this.#options.random,
     );
     this.#attempt++;
     this.#log.debug(() => `modem reconnect #${this.#attempt} in ${delay} ms`);
