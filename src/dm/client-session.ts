@@ -51,6 +51,7 @@ import {
   type AuthScheme,
 } from "./auth.js";
 import { executeCommands } from "./command-executor.js";
+import type { AlertAnswer } from "./user-interaction.js";
 import {
   carriesItems,
   dataSize,
@@ -113,7 +114,7 @@ export interface ClientSessionOptions {
   /** Randomness for the nonces we issue. */
   randomBytes(size: number): Uint8Array;
   /** The headless answer to a user-interaction alert (1100-1104); 406 without it. */
-  onUserInteraction?(alert: AlertCommand): number;
+  onUserInteraction?(alert: AlertCommand): AlertAnswer;
 }
 
 export interface OutgoingMessage {
@@ -122,6 +123,8 @@ export interface OutgoingMessage {
   readonly body: Uint8Array;
   readonly contentType: string;
   readonly headers: Readonly<Record<string, string>>;
+  /** Our Alert 1223: send it and stop; the session is over (`outcome` says how) whatever comes back. */
+  readonly last?: true;
 }
 
 export interface ClientOutcome {
@@ -224,12 +227,13 @@ export class ClientSession {
   ): ClientStep {
     if (this.#done !== undefined) return this.#done;
     const decoded = tryDecodeMessage(body);
+    // A message we cannot read, or one of another session, has no command we could answer: abort.
     if (!decoded.ok)
-      return this.#finish(false, `the server sent an undecodable message: ${decoded.error.code}`);
+      return this.#abortOrFinish(`the server sent an undecodable message: ${decoded.error.code}`);
     const msg = decoded.value.message;
     const hdr = msg.hdr;
     if (hdr.sessionId !== this.#o.sessionId)
-      return this.#finish(false, `the server changed the SessionID to ${hdr.sessionId}`);
+      return this.#abortOrFinish(`the server changed the SessionID to ${hdr.sessionId}`);
     if (hdr.respUri !== undefined && hdr.respUri !== "") this.#url = hdr.respUri;
     const maxMsg = Number(hdr.meta?.maxMsgSize);
     if (Number.isFinite(maxMsg) && maxMsg > 0) this.#serverMaxMsgSize = maxMsg;
@@ -326,6 +330,30 @@ export class ClientSession {
     return this.#done;
   }
 
+  /**
+   * Ends the session from our side (protocol.md 3.9): the last message, Alert 1223 with Final, which
+   * the caller sends without waiting for anything back (the server may answer it or not). The
+   * outcome is `ok: false` with `reason`, and keeps what the session already settled: alerts the
+   * server acknowledged and the nonces that travelled. Returns undefined once the session is over.
+   */
+  abort(reason: string): OutgoingMessage | undefined {
+    if (this.#done !== undefined || this.#msgId === 0) return undefined;
+    this.#outbox = [];
+    this.#largeOut = undefined;
+    this.#largeIn = undefined;
+    const message = this.#sendPackage(
+      [{ kind: "Alert", cmdId: "", data: String(AlertCode.SessionAbort), items: [] }],
+      [],
+      true,
+    );
+    this.#finish(false, reason);
+    return { ...message, last: true };
+  }
+
+  #abortOrFinish(reason: string): ClientStep {
+    return this.abort(reason) ?? this.#finish(false, reason);
+  }
+
   // ------------------------------------------------------------------ authentication
 
   #authenticateServer(
@@ -409,12 +437,13 @@ export class ClientSession {
     }
   }
 
-  #onServerAlert(alert: AlertCommand): number {
+  #onServerAlert(alert: AlertCommand): AlertAnswer {
     const code = Number(alert.data);
-    if (code >= AlertCode.Display && code <= AlertCode.MultipleChoice) {
-      return this.#o.onUserInteraction?.(alert) ?? StatusCode.OptionalFeatureNotSupported;
-    }
-    return StatusCode.OptionalFeatureNotSupported;
+    const answer =
+      code >= AlertCode.Display && code <= AlertCode.MultipleChoice
+        ? this.#o.onUserInteraction?.(alert)
+        : undefined;
+    return answer ?? { status: StatusCode.OptionalFeatureNotSupported };
   }
 
   /** A Status for a server command (CmdID numbered when the message is built). */

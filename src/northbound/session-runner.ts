@@ -17,11 +17,20 @@
  *   unauthenticated server out of them (protocol.md 3.7).
  * - The summary never holds a credential or a nonce.
  */
+import assert from "node:assert/strict";
+import { SILENT_LOGGER, type Logger } from "../core/log.js";
 import type { AuthScheme } from "../dm/auth.js";
-import { ClientSession, type AuthConfig, type ClientOutcome, type Nonces } from "../dm/client-session.js";
+import {
+  ClientSession,
+  type AuthConfig,
+  type ClientOutcome,
+  type Nonces,
+  type OutgoingMessage,
+} from "../dm/client-session.js";
+import { answerUserInteraction, type HeadlessPolicy } from "../dm/user-interaction.js";
 import { sessionIdText } from "../dm/package0.js";
 import { CLIENT_AUTH_NAME, SERVER_AUTH_NAME } from "../mo/dmacc.js";
-import type { Encoding } from "../syncml/index.js";
+import { encodingForContentType, type AlertCommand, type Encoding } from "../syncml/index.js";
 import type { DmTree } from "../tree/tree.js";
 import type { AlertOutbox } from "./outbox.js";
 import type { MessageTransport, TransportFailureKind } from "./http-transport.js";
@@ -40,7 +49,17 @@ export interface SessionAccount {
 }
 
 export type SessionTrigger =
-  { readonly kind: "server"; readonly sessionId: string } | { readonly kind: "client" };
+  | {
+      readonly kind: "server";
+      readonly sessionId: string;
+      /**
+       * Set when the Pkg#0 digest matched only a fallback nonce (protocol.md 5.1): the session's
+       * credentials, both ways, are built on these bytes, and both sides re-issue nonces by Chal.
+       * Secret: never logged.
+       */
+      readonly fallbackNonce?: Uint8Array;
+    }
+  | { readonly kind: "client" };
 
 export interface ManagementSessionOptions {
   readonly tree: DmTree;
@@ -59,8 +78,16 @@ export interface ManagementSessionOptions {
   readonly timeoutMs: number;
   /** Most messages we send in the session (>= 1) before giving up. */
   readonly maxMessages: number;
+  /** Aborts the session: the exchange in flight is cancelled, or Alert 1223 goes between messages. */
   readonly signal?: AbortSignal;
+  /** The answers to the server's user-interaction alerts; without it they answer 406. */
+  readonly userInteraction?: HeadlessPolicy;
+  /** "dmgw:northbound:session"; never given a secret or a nonce. */
+  readonly log?: Logger;
 }
+
+/** Deadline of our Alert 1223: best effort, the session is over either way. */
+const ABORT_TIMEOUT_MS = 2000;
 
 export interface SessionSummary {
   /** True when the session ended as the protocol ends it. */
@@ -108,12 +135,19 @@ export async function runManagementSession(o: ManagementSessionOptions): Promise
   const failed = (reason: string, transportFailure?: TransportFailureKind): SessionSummary =>
     summary({ ok: false, reason, serverAuthenticated: false, alertsAcknowledged: [] }, transportFailure);
 
+  const log = o.log ?? SILENT_LOGGER;
   const credentials = readCredentials(o.tree, o.account);
   if (!credentials.ok) return failed(credentials.reason);
+  const fallback = o.trigger.kind === "server" ? o.trigger.fallbackNonce : undefined;
+  const nonces =
+    fallback === undefined
+      ? credentials.nonces
+      : { client: Uint8Array.from(fallback), server: Uint8Array.from(fallback) };
 
   const alerts = o.outbox.pending(o.account.serverId);
   if (alerts.length > 0) o.outbox.recordAttempt(alerts.map((a) => a.id));
 
+  const policy = o.userInteraction;
   const session = new ClientSession({
     tree: o.tree,
     account: {
@@ -122,7 +156,7 @@ export async function runManagementSession(o: ManagementSessionOptions): Promise
       client: credentials.client,
       server: credentials.server,
     },
-    nonces: credentials.nonces,
+    nonces,
     devId: o.devId,
     initiator: o.trigger.kind,
     sessionId,
@@ -130,29 +164,76 @@ export async function runManagementSession(o: ManagementSessionOptions): Promise
     maxMsgSize: o.maxMsgSize,
     alerts,
     randomBytes: (n) => o.randomBytes(n),
+    ...(policy !== undefined && {
+      onUserInteraction: (alert: AlertCommand) => {
+        const answer = answerUserInteraction(alert, policy);
+        log.info("answered a user-interaction alert headless", {
+          serverId: o.account.serverId,
+          alert: alert.data,
+          status: answer.status,
+        });
+        return answer;
+      },
+    }),
   });
 
-  let step = session.start();
-  for (;;) {
-    if (messages >= o.maxMessages) {
-      return failed(`the session did not end within ${o.maxMessages} messages`);
-    }
+  const post = (step: OutgoingMessage, timeoutMs: number, signal: AbortSignal | undefined) => {
     messages++;
     bytesSent += step.body.byteLength;
-    const res = await o.transport.postMessage({
+    log.debug(() => `» message ${messages} to ${o.account.serverId}: ${step.body.byteLength} bytes`);
+    return o.transport.postMessage({
       url: step.url,
       body: step.body,
       contentType: step.contentType,
       headers: step.headers,
-      timeoutMs: o.timeoutMs,
+      timeoutMs,
       maxResponseBytes: o.maxMsgSize,
-      ...(o.signal !== undefined && { signal: o.signal }),
+      ...(signal !== undefined && { signal }),
     });
-    if (!res.ok) return failed(res.message, res.kind);
+  };
+  /** Sends our Alert 1223 (best effort) and persists what the session settled before it. */
+  const abort = async (reason: string): Promise<SessionSummary> => {
+    const last = session.abort(reason);
+    if (last !== undefined) await post(last, Math.min(o.timeoutMs, ABORT_TIMEOUT_MS), undefined);
+    return settle();
+  };
+  const settle = (transportFailure?: TransportFailureKind, transportMessage?: string): SessionSummary => {
+    const outcome = session.outcome;
+    assert.ok(outcome !== undefined, "the session is over");
+    persist(o, outcome, transportFailure === undefined ? "all" : "received");
+    const result = summary(
+      transportMessage === undefined ? outcome : { ...outcome, reason: transportMessage },
+      transportFailure,
+    );
+    return result;
+  };
+
+  let step: OutgoingMessage = session.start();
+  for (;;) {
+    if (o.signal?.aborted === true) return abort("the gateway is stopping");
+    if (messages >= o.maxMessages) return abort(`the session did not end within ${o.maxMessages} messages`);
+    const res = await post(step, o.timeoutMs, o.signal);
+    if (step.last === true) return settle();
+    if (!res.ok) {
+      // What earlier answers settled stays settled: acknowledged alerts leave the outbox.
+      session.abort(res.message);
+      return settle(res.kind, res.message);
+    }
     bytesReceived += res.body.byteLength;
+    if (encodingForContentType(res.contentType) === undefined) {
+      // Not a SyncML DM answer (a captive portal, a proxy's error page): nothing in it is executed.
+      log.warn("the server answered with a content type that is not SyncML DM", {
+        serverId: o.account.serverId,
+        contentType: res.contentType.slice(0, 80),
+        bytes: res.body.byteLength,
+        head: res.body.subarray(0, 16),
+      });
+      return abort(`the server answered with content type ${JSON.stringify(res.contentType.slice(0, 80))}`);
+    }
+    log.debug(() => `« answer ${messages} from ${o.account.serverId}: ${res.body.byteLength} bytes`);
     const next = session.receive(res.body, res.contentType, res.headers);
     if (next.kind === "done") {
-      persist(o, next);
+      persist(o, next, "all");
       return summary(next);
     }
     step = next;
@@ -201,14 +282,18 @@ function readCredentials(tree: DmTree, account: SessionAccount): Credentials {
   };
 }
 
-/** Acknowledged alerts leave the outbox and the new nonces are stored, in one transaction. */
-function persist(o: ManagementSessionOptions, outcome: ClientOutcome): void {
+/**
+ * Acknowledged alerts leave the outbox and the new nonces are stored, in one transaction. After a
+ * transport failure (`received`) only what came from the server is certain: its acknowledgements and
+ * the nonce it gave us. Whether our last message, and a nonce it carried, reached the server is not
+ * known, so the stored server nonce stays (a mismatch is repaired by the next challenge).
+ */
+function persist(o: ManagementSessionOptions, outcome: ClientOutcome, what: "all" | "received"): void {
   o.tree.transaction(() => {
     o.outbox.acknowledge(outcome.alertsAcknowledged);
-    for (const [name, nonce] of [
-      [CLIENT_AUTH_NAME, outcome.nonces.client],
-      [SERVER_AUTH_NAME, outcome.nonces.server],
-    ] as const) {
+    const nonces: [string, Uint8Array][] = [[CLIENT_AUTH_NAME, outcome.nonces.client]];
+    if (what === "all") nonces.push([SERVER_AUTH_NAME, outcome.nonces.server]);
+    for (const [name, nonce] of nonces) {
       o.tree.write({
         path: authPath(o.account, name, "AAuthData"),
         format: "bin",

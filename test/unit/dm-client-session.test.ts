@@ -426,11 +426,23 @@ describe("ClientSession (OMA DM 1.2 client, protocol.md 3.1 and 3.7)", () => {
     assert.equal(answered, 30, "every Get answered exactly once across the messages");
   });
 
-  it("ends with a reason on an undecodable server message and on a changed SessionID", () => {
+  it("aborts (Alert 1223, Final, last) on an undecodable server message and on a changed SessionID", () => {
+    const abortOf = (step: ClientStep): SyncMLMessage => {
+      assert.ok(step.kind === "send" && step.last === true, "the step is our last message");
+      return decodeMessage(step.body).message;
+    };
     const s = session(makeTree(), "basic");
     s.start();
-    const end = s.receive(enc.encode("<html>not DM</html>"), "text/html", {});
-    assert.ok(end.kind === "done" && !end.ok && /undecodable/.test(end.reason ?? ""));
+    const abort = abortOf(s.receive(enc.encode("<html>not DM</html>"), "text/html", {}));
+    assert.deepEqual(
+      abort.body.commands.map((c) => [c.kind, c.kind === "Alert" ? c.data : ""]),
+      [["Alert", "1223"]],
+    );
+    assert.equal(abort.body.final, true);
+    assert.equal(abort.hdr.msgId, "2");
+    const end = s.outcome;
+    assert.ok(end !== undefined && !end.ok && /undecodable/.test(end.reason ?? ""));
+    assert.equal(s.abort("again"), undefined, "a finished session cannot abort twice");
     const t = session(makeTree(), "basic");
     t.start();
     const other = encodeMessage(
@@ -440,7 +452,8 @@ describe("ClientSession (OMA DM 1.2 client, protocol.md 3.1 and 3.7)", () => {
       },
       "xml",
     );
-    const end2 = t.receive(other, "", {});
-    assert.ok(end2.kind === "done" && !end2.ok && /SessionID/.test(end2.reason ?? ""));
+    abortOf(t.receive(other, "", {}));
+    const end2 = t.outcome;
+    assert.ok(end2 !== undefined && !end2.ok && /SessionID/.test(end2.reason ?? ""));
   });
 });
