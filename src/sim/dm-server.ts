@@ -6,8 +6,10 @@
  *   POST <base>/s/<token>  -> the session that gave out that RespURI
  *        -> session.receive(body, content type, headers) -> reply (200) | end: record the outcome,
  *           persist the nonces, answer the last reply
- *   notify(device)         -> Pkg#0 in a WSP Push over UDP (protocol.md 5.3); the next session of
- *                             that device must be server-initiated with its session id
+ *   notify(device, target) -> Pkg#0 in a WSP Push (protocol.md 5.3), as a UDP datagram to
+ *                             {host, port} or handed to {deliver} (an SMS path such as the modem
+ *                             simulator); the next session of that device must be server-initiated
+ *                             with its session id
  *
  * Decisions:
  * - Sessions are routed by RespURI (each gets its own path), not by cookie or session id: the client
@@ -18,12 +20,18 @@
  * - Each new session takes one command list from the device's queue; the rest wait for later sessions.
  * - Nonces persist per device from each finished session's outcome, as a real server stores them.
  * - Sessions the client abandons stay open until `stop()`; the simulator keeps no timers.
+ * - `notify` marks the device's next session as server-initiated before the push leaves (a device
+ *   may answer before the send call returns) and takes the mark back when the delivery fails.
+ * - Mutual TLS (`tls.requestClientCert`) verifies client certificates against `tls.ca` only, and
+ *   needs it: the handshake fails for a client without a certificate that CA signed, so such a
+ *   client never reaches a session.
  */
 import { randomBytes as cryptoRandomBytes } from "node:crypto";
 import dgram from "node:dgram";
 import http from "node:http";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
+import type { TLSSocket } from "node:tls";
 import { MIME_DM_NOTIFICATION, encodingForContentType, tryDecodeMessage } from "../syncml/index.js";
 import type { Command } from "../syncml/index.js";
 import { APP_ID_SYNCML_DM, encodeWspPush } from "../northbound/wsp-push.js";
@@ -63,8 +71,8 @@ export interface DmServerSimulatorOptions {
   readonly port?: number;
   /** Base path a client's Pkg#1 goes to. Default `/dm`. */
   readonly path?: string;
-  /** PEM key and certificate: serve HTTPS instead of HTTP. */
-  readonly tls?: { readonly key: string | Buffer; readonly cert: string | Buffer };
+  /** PEM key and certificate: serve HTTPS instead of HTTP (with `requestClientCert`, mutual TLS). */
+  readonly tls?: SimulatorTlsOptions;
   /** Largest request body accepted, in bytes (413 above). Default 64 KiB. */
   readonly maxBodyBytes?: number;
   /** MaxMsgSize advertised to clients. Default `maxBodyBytes`. */
@@ -74,6 +82,21 @@ export interface DmServerSimulatorOptions {
   /** Randomness for nonces and Pkg#0 session ids. Default `crypto.randomBytes`. */
   readonly randomBytes?: (size: number) => Uint8Array;
 }
+
+/** The simulator's HTTPS settings (PEM). */
+export interface SimulatorTlsOptions {
+  readonly key: string | Buffer;
+  readonly cert: string | Buffer;
+  /** The CA(s) client certificates must chain to; required with `requestClientCert`. */
+  readonly ca?: string | Buffer | readonly (string | Buffer)[];
+  /** Ask for a client certificate and refuse the handshake without a valid one (mutual TLS). */
+  readonly requestClientCert?: boolean;
+}
+
+/** Where `notify` sends the push: a UDP address, or a callback that carries the datagram (SMS...). */
+export type NotificationTarget =
+  | { readonly host: string; readonly port: number }
+  | { readonly deliver: (datagram: Uint8Array) => void | Promise<void> };
 
 /** A Generic Alert received, with the device and session it came in. */
 export interface ReceivedAlert {
@@ -88,7 +111,7 @@ export interface SentNotification {
   readonly sessionId: string;
   /** The Pkg#0 bytes (inside the WSP Push). */
   readonly package0: Uint8Array;
-  /** The whole datagram. */
+  /** The whole WSP Push (the UDP datagram, or what `deliver` was given). */
   readonly datagram: Uint8Array;
 }
 
@@ -133,6 +156,8 @@ export class DmServerSimulator {
   readonly #alerts: ReceivedAlert[] = [];
   readonly #sockets = new Set<dgram.Socket>();
   #server: http.Server | https.Server | undefined;
+  #connections = 0;
+  readonly #clientCertificates: string[] = [];
   #url: string | undefined;
   #stopping: Promise<void> | undefined;
 
@@ -141,6 +166,9 @@ export class DmServerSimulator {
     this.#path = (options.path ?? DEFAULT_PATH).replace(/\/+$/, "");
     this.#maxBody = options.maxBodyBytes ?? DEFAULT_MAX_BODY;
     this.#random = options.randomBytes ?? ((n) => new Uint8Array(cryptoRandomBytes(n)));
+    if (options.tls?.requestClientCert === true && options.tls.ca === undefined) {
+      throw new Error("tls.requestClientCert needs tls.ca: the CA client certificates must chain to");
+    }
   }
 
   /** The base URL (Pkg#1 goes here) once started. */
@@ -161,10 +189,29 @@ export class DmServerSimulator {
         res.end(e instanceof Error ? e.message : String(e));
       });
     };
-    const server =
-      this.#opts.tls === undefined
-        ? http.createServer(handler)
-        : https.createServer({ key: this.#opts.tls.key, cert: this.#opts.tls.cert }, handler);
+    const tls = this.#opts.tls;
+    let server: http.Server | https.Server;
+    if (tls === undefined) {
+      server = http.createServer(handler);
+      server.on("connection", () => {
+        this.#connections++;
+      });
+    } else {
+      const mutual = tls.requestClientCert === true;
+      server = https.createServer(
+        {
+          key: tls.key,
+          cert: tls.cert,
+          ...(tls.ca !== undefined && { ca: tls.ca as string | Buffer | (string | Buffer)[] }),
+          ...(mutual && { requestCert: true, rejectUnauthorized: true }),
+        },
+        handler,
+      );
+      server.on("secureConnection", (socket: TLSSocket) => {
+        this.#connections++;
+        if (mutual) this.#clientCertificates.push(commonName(socket.getPeerCertificate().subject));
+      });
+    }
     this.#server = server;
     const host = this.#opts.host ?? "127.0.0.1";
     await new Promise<void>((resolve, reject) => {
@@ -236,20 +283,35 @@ export class DmServerSimulator {
       : { client: Uint8Array.from(d.clientNonce), server: Uint8Array.from(d.serverNonce) };
   }
 
+  /**
+   * Connections accepted so far: TLS connections whose handshake completed (`secureConnection`) over
+   * HTTPS, TCP connections over HTTP. A keep-alive client counts once for all its requests.
+   */
+  get connections(): number {
+    return this.#connections;
+  }
+
+  /** The subject CN of each verified client certificate, one per mutual-TLS connection, oldest first. */
+  clientCertificates(): readonly string[] {
+    return [...this.#clientCertificates];
+  }
+
   /** Sessions started and not yet finished. */
   get openSessions(): number {
     return this.#live.size;
   }
 
   /**
-   * Sends a Pkg#0 in a WSP Push (TID 0, Content-Type 0xC4, App-Id syncml.dm) as one UDP datagram
-   * to the device's address, keyed with the device's server credentials and nonce. The device's
-   * next session must then be server-initiated (Alert 1200) with the returned SessionID.
-   * @throws for an unknown device (without `defaults`), or a send error.
+   * Sends a Pkg#0 in a WSP Push (TID 0, Content-Type 0xC4, App-Id syncml.dm), keyed with the
+   * device's server credentials and nonce: as one UDP datagram to `{host, port}`, or handed to
+   * `{deliver}` (e.g. `(d) => modem.injectWapPush(d)` for SMS), which gets a copy of the returned
+   * `datagram`. The device's next session must then be server-initiated (Alert 1200) with the
+   * returned SessionID.
+   * @throws for an unknown device (without `defaults`), a send error, or what `deliver` throws.
    */
   async notify(
     deviceId: string,
-    address: { readonly host: string; readonly port: number },
+    target: NotificationTarget,
     mode: { readonly uiMode?: UiMode; readonly initiator?: Initiator } = {},
   ): Promise<SentNotification> {
     const device = this.#device(deviceId);
@@ -273,6 +335,24 @@ export class DmServerSimulator {
       appId: APP_ID_SYNCML_DM,
       body: package0,
     });
+    const sessionId = sessionIdText(id);
+    const previous = device.pendingSessionId;
+    device.pendingSessionId = sessionId;
+    try {
+      if ("deliver" in target) await target.deliver(Uint8Array.from(datagram));
+      else await this.#sendUdp(datagram, target);
+    } catch (e) {
+      // Nothing reached the device: a later notify or session must not expect this id.
+      if (device.pendingSessionId === sessionId) device.pendingSessionId = previous;
+      throw e;
+    }
+    return { sessionId, package0, datagram };
+  }
+
+  async #sendUdp(
+    datagram: Uint8Array,
+    address: { readonly host: string; readonly port: number },
+  ): Promise<void> {
     const family = address.host.includes(":") ? "udp6" : "udp4";
     const socket = dgram.createSocket(family);
     this.#sockets.add(socket);
@@ -288,9 +368,6 @@ export class DmServerSimulator {
       this.#sockets.delete(socket);
       socket.close();
     }
-    const sessionId = sessionIdText(id);
-    device.pendingSessionId = sessionId;
-    return { sessionId, package0, datagram };
   }
 
   // -------------------------------------------------------------------------------------------------
@@ -435,6 +512,12 @@ function newDevice(settings: DeviceSettings): DeviceState {
     sessions: [],
     pendingSessionId: undefined,
   };
+}
+
+/** The CN of a certificate subject (the first, if repeated), or "" without one. */
+function commonName(subject: { readonly CN?: string | string[] } | undefined): string {
+  const cn = subject?.CN;
+  return (Array.isArray(cn) ? cn[0] : cn) ?? "";
 }
 
 /** Request headers as single strings (repeated ones joined). */

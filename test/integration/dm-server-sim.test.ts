@@ -5,6 +5,8 @@ import fs from "node:fs";
 import https from "node:https";
 import os from "node:os";
 import path from "node:path";
+import { ModemSimulator } from "../../board/modem/sim.js";
+import { WAP_PUSH_PORT, decodeSmsDeliver } from "../../board/modem/sms-pdu.js";
 import {
   ClientSession,
   type ClientOutcome,
@@ -277,6 +279,65 @@ describe("DM server simulator over HTTP", () => {
     } finally {
       socket.close();
     }
+  });
+
+  it("notify hands the WSP Push to a deliver callback: as SMS through the modem simulator", async () => {
+    addDevice("md5");
+    const modem = new ModemSimulator();
+    const delivered: Uint8Array[] = [];
+    const sent = await sim.notify(DEV_ID, {
+      deliver: (d) => {
+        delivered.push(d);
+        modem.injectWapPush(d);
+      },
+    });
+    assert.equal(delivered.length, 1);
+    assert.deepEqual(delivered[0], sent.datagram);
+    const push = decodeWspPush(sent.datagram);
+    assert.ok(push.ok);
+    assert.ok(isDmNotificationPush(push.value));
+    assert.deepEqual(push.value.body, sent.package0);
+
+    // The modem holds it as one SMS to the WAP Push port carrying exactly that datagram.
+    const [sms, ...more] = modem.stored();
+    assert.ok(sms !== undefined);
+    assert.equal(more.length, 0);
+    const deliver = decodeSmsDeliver(sms.pdu);
+    assert.equal(deliver.udh?.ports?.destination, WAP_PUSH_PORT);
+    assert.deepEqual(deliver.payload, sent.datagram);
+
+    // And the next session must be server-initiated with the pushed session id.
+    sim.queue(DEV_ID, [GET_MAN]);
+    const client = await runClient({
+      tree: gatewayTree(),
+      url,
+      scheme: "md5",
+      encoding: "xml",
+      nonces: START_NONCES,
+      initiator: "server",
+      sessionId: sent.sessionId,
+    });
+    assert.ok(client.ok, client.reason);
+    assert.equal(sim.sessions(DEV_ID)[0]?.initiatedBy, "server");
+  });
+
+  it("a notify whose delivery fails rejects and leaves the next session client-initiated", async () => {
+    addDevice("md5");
+    await assert.rejects(
+      sim.notify(DEV_ID, {
+        deliver: () => Promise.reject(new Error("no SMS today")),
+      }),
+      /no SMS today/,
+    );
+    const client = await runClient({
+      tree: gatewayTree(),
+      url,
+      scheme: "md5",
+      encoding: "xml",
+      nonces: START_NONCES,
+    });
+    assert.ok(client.ok, client.reason);
+    assert.equal(sim.sessions(DEV_ID)[0]?.initiatedBy, "client");
   });
 
   it("after notify, a client-initiated session is refused", async () => {
