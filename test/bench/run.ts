@@ -10,6 +10,7 @@ import { BenchError, type BenchContext, type BenchModule } from "./common.js";
 const BENCHES: ReadonlyMap<string, () => Promise<BenchModule>> = new Map([
   ["codec", () => import("./codec.bench.js")],
   ["tree", (): Promise<BenchModule> => import("./tree.bench.js")],
+  ["session", (): Promise<BenchModule> => import("./session.bench.js")],
 ]);
 
 async function main(argv: readonly string[]): Promise<number> {

@@ -18,3 +18,17 @@ export async function loadShippedCodec(): Promise<Codec> {
   }
   return (await import(pathToFileURL(DIST_CODEC).href)) as Codec;
 }
+
+/** Any module of dist/src, by its path below it (`tree/store.js`); type it from src. */
+export async function loadShipped<T>(relative: string): Promise<T> {
+  const file = distFile(relative);
+  if (!existsSync(file)) {
+    throw new BenchError(`${file} is missing: run "npm run build" (npm run bench does it first)`);
+  }
+  return (await import(pathToFileURL(file).href)) as T;
+}
+
+/** The path of a dist/src module (`sim/dm-server.js`); it may not exist yet. */
+export function distFile(relative: string): string {
+  return fileURLToPath(new URL(`../../dist/src/${relative}`, import.meta.url));
+}
