@@ -527,12 +527,25 @@ export class ClientSession {
     const size = (cmds: Command[], withFinal: boolean): number =>
       encodeMessage({ version: "1.2", hdr, body: { commands: cmds, final: withFinal } }, this.#o.encoding)
         .length;
+    // Encoding the whole message again for every command made a reply of n commands cost O(n^2).
+    // Instead each command is encoded alone once and the sizes are summed; only when that estimate
+    // comes near the limit is the candidate message encoded whole (exact, as the limit demands).
+    // The slack covers what encoding alone cannot see (a WBXML page switch between commands).
+    const base = size([], true);
+    const slack = (count: number): number => 32 + 4 * count;
+    let estimate = size(sent, true);
     while (this.#outbox.length > 0) {
       const next = this.#outbox[0];
       if (next === undefined) break;
       if (this.#largeOut === undefined || this.#largeOut.command !== next) {
-        const candidate = [...sent, numbered(next)];
-        const fits = size(candidate, true) <= limit;
+        const command = numbered(next);
+        const alone = size([command], true) - base;
+        let fits = estimate + alone <= limit - slack(sent.length + 1);
+        if (!fits) {
+          const exact = size([...sent, command], true);
+          fits = exact <= limit;
+          if (fits) estimate = exact - alone;
+        }
         if (!fits && sent.length > headerStatuses.length) {
           this.#cmdId--;
           break;
@@ -541,7 +554,8 @@ export class ClientSession {
         if (lo === undefined) {
           // A command that cannot fit even alone and is no single-Item Results goes anyway rather
           // than stall the session.
-          sent.push(candidate[candidate.length - 1] as Command);
+          sent.push(command);
+          estimate += alone;
           this.#outbox.shift();
           continue;
         }
@@ -564,6 +578,7 @@ export class ClientSession {
       if (!chunk.last) break;
       this.#outbox.shift();
       this.#largeOut = undefined;
+      estimate = size(sent, true);
     }
     const isLast = this.#outbox.length === 0 && final;
     const message: SyncMLMessage = { version: "1.2", hdr, body: { commands: sent, final: isLast } };

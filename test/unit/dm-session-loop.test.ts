@@ -24,11 +24,19 @@ interface Run {
   messages: number;
 }
 
+/** The largest message the client sent in the last `run`. */
+let largestClientMessage = 0;
+
 function run(
   scheme: "md5" | "hmac" | "basic",
   encoding: Encoding,
   commands: Command[],
-  options: { tree?: DmTree; alerts?: PendingAlert[]; clientMaxMsgSize?: number } = {},
+  options: {
+    tree?: DmTree;
+    alerts?: PendingAlert[];
+    clientMaxMsgSize?: number;
+    serverMaxMsgSize?: number;
+  } = {},
 ): Run {
   const tree = options.tree ?? gatewayTree();
   let seed = 7;
@@ -62,10 +70,12 @@ function run(
     serverNonce,
     randomBytes,
     initiation: { sessionId: "1A2" },
+    ...(options.serverMaxMsgSize !== undefined && { maxMsgSize: options.serverMaxMsgSize }),
   });
   server.enqueue(commands);
   let step = client.start();
   for (let messages = 1; messages < 60; messages++) {
+    largestClientMessage = Math.max(largestClientMessage, step.body.byteLength);
     const reply = server.receive(step.body, step.contentType, step.headers);
     if (reply.kind === "end" && reply.reply === undefined) {
       return {
@@ -151,4 +161,27 @@ describe("DM session: our client against our server", () => {
     assert.ok(r.server.commands.every((c) => c.status === 200 && c.results.length === 1));
     assert.ok(r.messages > 2, `${r.messages} messages`);
   });
+
+  for (const encoding of ["xml", "wbxml"] as const) {
+    it(`${encoding}: many Results under a small server MaxMsgSize: every client message fits, none is wasted`, () => {
+      const gets: Command[] = Array.from({ length: 60 }, (_, i) => ({
+        kind: "Get",
+        cmdId: String(i + 1),
+        items: [{ target: { locUri: ["./DevInfo/Man", "./DevDetail/FwV", "./DevInfo/DevId"][i % 3] ?? "" } }],
+      }));
+      const limit = 2000;
+      largestClientMessage = 0;
+      const r = run("hmac", encoding, gets, { serverMaxMsgSize: limit });
+      assert.ok(r.client.ok, r.client.reason);
+      assert.equal(r.server.error, undefined, r.server.error?.reason);
+      assert.equal(r.server.commands.length, 60);
+      assert.ok(r.server.commands.every((c) => c.status === 200 && c.results.length === 1));
+      assert.ok(largestClientMessage <= limit, `a client message of ${largestClientMessage} bytes`);
+      // The estimate packs messages close to the limit: not more than a few hundred bytes short.
+      assert.ok(
+        largestClientMessage > limit - 400,
+        `the fullest message held only ${largestClientMessage} bytes`,
+      );
+    });
+  }
 });
