@@ -44,6 +44,12 @@ export enum ErrorCode {
   Modem_CommandFailed = "Modem_CommandFailed",
   Modem_StartFailed = "Modem_StartFailed",
 
+  // Driver_*: a southbound transport.
+  Driver_StartFailed = "Driver_StartFailed",
+  Driver_Unreachable = "Driver_Unreachable",
+  Driver_LinkLost = "Driver_LinkLost",
+  Driver_Stopped = "Driver_Stopped",
+
   // Cli_*: the command line was used wrongly.
   Cli_Usage = "Cli_Usage",
   Cli_Io = "Cli_Io",

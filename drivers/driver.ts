@@ -1,0 +1,105 @@
+/**
+ * The driver contract (design.md section 3, style.md 2.2): what the southbound core asks of a
+ * transport. A driver moves DM messages to and from the end devices of one transport; it knows
+ * nothing of sessions, accounts or the tree. The core (src/southbound/) runs the DM server session
+ * over what the driver delivers.
+ *
+ *   proxy drivers (http, mqtt, serial, ble-proxy):
+ *     device message --> driver --> ctx.onMessage(from, message, route) --> reply --> driver --> device
+ *     core --> driver.notify(device, package0)      (WSP push over UDP, MQTT publish, OBEX Put, GATT write)
+ *
+ *   adaptation drivers (coap, ble-gatt): the core calls `execute` with DM commands; the driver maps them
+ *   onto the device's protocol and answers DM statuses (issue #6).
+ *
+ * Rules (style.md 2.2):
+ * - Constructors only assign fields; `start` is idempotent and resolves once ready (or throws a
+ *   GatewayError(Driver_StartFailed)); `stop` is idempotent, never throws, is safe after a failed
+ *   start, and leaves no socket, timer or child behind.
+ * - A driver owns its reconnect policy (backoff with jitter, src/core/backoff.ts); a lost link is a
+ *   state (`degraded`, reported through `ctx.onState`), never an exception out of a timer.
+ * - Byte links are single-use: to reconnect, a driver makes a new one from its factory.
+ * - What a device did (garbage, silence, a refusal) is a value; only our own I/O failing is thrown.
+ */
+import type { GatewayError } from "../src/core/errors.js";
+import type { Logger } from "../src/core/log.js";
+
+export type TransportKind = "http" | "serial" | "ble" | "coap" | "mqtt";
+
+export const TRANSPORT_KINDS: readonly TransportKind[] = ["http", "serial", "ble", "coap", "mqtt"];
+
+export type DriverState = "stopped" | "starting" | "ready" | "degraded" | "stopping";
+
+/** Where a device is on its transport. */
+export interface DeviceAddress {
+  readonly transport: TransportKind;
+  /**
+   * The transport address: `udp://host:port` or `http://...` (http), the MQTT device id of its topics
+   * (mqtt), the port path or `tcp://host:port` (serial), the MAC (ble), the LwM2M endpoint (coap).
+   */
+  readonly address: string;
+}
+
+/** A DM message as a binding carries it. */
+export interface DmMessage {
+  readonly body: Uint8Array;
+  /** `application/vnd.syncml.dm+xml` or `+wbxml` (protocol.md 6.5). */
+  readonly contentType: string;
+  /** Transport headers DM authentication needs (`x-syncml-hmac`), lower-case names. */
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+/**
+ * How the core answers a device's message. `route` is what the binding knows of the conversation
+ * (the RespURI token of an HTTP session; undefined where the channel itself says who is talking).
+ * Resolves with the reply to send, or undefined when the session is over and nothing goes back.
+ * Never rejects.
+ */
+export type DeviceMessageHandler = (
+  from: DeviceAddress,
+  message: DmMessage,
+  route: string | undefined,
+) => Promise<DmMessage | undefined>;
+
+export interface DriverContext {
+  /** "dmgw:drv:<kind>". */
+  readonly log: Logger;
+  /** Aborted when the gateway shuts down. */
+  readonly signal: AbortSignal;
+  /** State changes; `cause` with `degraded`. */
+  onState(state: DriverState, cause?: GatewayError): void;
+  /** A device showed itself (MQTT birth message, a listed serial port). */
+  onDeviceSeen(device: DeviceAddress): void;
+  /** A device went away (MQTT last will, the port vanished). */
+  onDeviceLost(device: DeviceAddress, cause: GatewayError): void;
+}
+
+export interface ProxyDriverContext extends DriverContext {
+  readonly onMessage: DeviceMessageHandler;
+}
+
+export interface SouthboundDriver {
+  readonly kind: TransportKind;
+  readonly state: DriverState;
+  /** How many devices of this driver may be in a session at once (the planner's limit). */
+  readonly concurrency: number;
+  /** Idempotent: resolves once ready. @throws GatewayError(Driver_StartFailed). */
+  start(): Promise<void>;
+  /** Idempotent, never throws; releases every socket, timer and child. */
+  stop(): Promise<void>;
+}
+
+/** A driver for devices that run an OMA DM client (proxy mode). */
+export interface ProxyDriver extends SouthboundDriver {
+  readonly mode: "proxy";
+  /**
+   * Delivers a Package #0 (protocol.md 5.1) to the device: WSP Push over UDP (http), a publish on
+   * `/dm/down` (mqtt), an OBEX Put (serial). Resolves once handed to the transport.
+   * @throws GatewayError(Driver_Unreachable) when the device cannot be reached.
+   */
+  notify(device: DeviceAddress, package0: Uint8Array): Promise<void>;
+  /** The RespURI for an HTTP conversation (`route`); undefined for bindings that need none. */
+  respUri(route: string): string | undefined;
+}
+
+/** Makes a driver from its section of the configuration and its context. */
+export type ProxyDriverFactory<Config> = (config: Config, ctx: ProxyDriverContext) => ProxyDriver;
