@@ -5,7 +5,7 @@
  * over what the driver delivers.
  *
  *   proxy drivers (http, mqtt, serial, ble-proxy):
- *     device message --> driver --> ctx.onMessage(from, message, route) --> reply --> driver --> device
+ *     device message --> driver --> ctx.onMessage(from, message, route) --> answer --> driver --> device
  *     core --> driver.notify(device, package0)      (WSP push over UDP, MQTT publish, OBEX Put, GATT write)
  *
  *   adaptation drivers (coap, ble-gatt): the core calls `execute` with DM commands; the driver maps them
@@ -48,17 +48,29 @@ export interface DmMessage {
   readonly headers: Readonly<Record<string, string>>;
 }
 
+/** What the core makes of a device's message. */
+export type DeviceAnswer =
+  /** Send this back (HTTP response body, MQTT publish on `/dm/down`, OBEX Get response). */
+  | { readonly kind: "reply"; readonly message: DmMessage }
+  /** The session is over and the protocol sends nothing more (HTTP: 204, others: nothing). */
+  | { readonly kind: "ended" }
+  /**
+   * Refused before any session looked at it: not SyncML (400/415), an unknown device (403), a
+   * stale route (404). `status` is the HTTP status a binding with statuses uses; `reason` is for
+   * logs and never holds a secret.
+   */
+  | { readonly kind: "refused"; readonly status: 400 | 403 | 404 | 413 | 415; readonly reason: string };
+
 /**
  * How the core answers a device's message. `route` is what the binding knows of the conversation
  * (the RespURI token of an HTTP session; undefined where the channel itself says who is talking).
- * Resolves with the reply to send, or undefined when the session is over and nothing goes back.
  * Never rejects.
  */
 export type DeviceMessageHandler = (
   from: DeviceAddress,
   message: DmMessage,
   route: string | undefined,
-) => Promise<DmMessage | undefined>;
+) => Promise<DeviceAnswer>;
 
 export interface DriverContext {
   /** "dmgw:drv:<kind>". */
