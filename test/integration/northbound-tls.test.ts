@@ -248,7 +248,7 @@ describe("runManagementSession over HTTPS", function () {
       scheme: "hmac",
       encoding: "wbxml",
     });
-    assert.equal(result.transportFailure, "network");
+    assert.equal(result.transportFailure, "tls");
     assert.match(result.reason ?? "", /certificate/i);
     assertNothingRan(g, sim, queued.id, result);
     assert.equal(g.outbox.pending(SERVER_ID)[0]?.attempts, 1);
@@ -282,7 +282,7 @@ describe("runManagementSession over HTTPS", function () {
       scheme: "hmac",
       encoding: "xml",
     });
-    assert.equal(result.transportFailure, "network");
+    assert.equal(result.transportFailure, "tls");
     assertNothingRan(g, sim, queued.id, result);
     assert.deepEqual(sim.clientCertificates(), []);
 
@@ -317,7 +317,7 @@ describe("runManagementSession over HTTPS", function () {
       scheme: "hmac",
       encoding: "xml",
     });
-    assert.equal(result.transportFailure, "network");
+    assert.equal(result.transportFailure, "tls");
     assertNothingRan(g, sim, queued.id, result);
   });
 
