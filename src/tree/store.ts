@@ -78,6 +78,36 @@ const MIGRATIONS: readonly Migration[] = [
   END;
     `,
   },
+  {
+    description: "the southbound device registry and device accounts (southbound/)",
+    sql: `
+  -- One row per end device the gateway knows (the inventory, design.md section 4).
+  CREATE TABLE IF NOT EXISTS device (
+    device_id  TEXT PRIMARY KEY,
+    transport  TEXT NOT NULL,
+    mode       TEXT NOT NULL,
+    address    TEXT NOT NULL,
+    status     TEXT NOT NULL,
+    last_seen  INTEGER,
+    devinfo    TEXT NOT NULL DEFAULT '{}',
+    attached   INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  -- The account the gateway holds toward each proxy device: secrets live here, never in the tree,
+  -- so no northbound Get can read them.
+  CREATE TABLE IF NOT EXISTS device_account (
+    device_id      TEXT PRIMARY KEY,
+    server_id      TEXT NOT NULL,
+    client_scheme  TEXT NOT NULL,
+    client_name    TEXT NOT NULL,
+    client_secret  TEXT NOT NULL,
+    server_scheme  TEXT NOT NULL,
+    server_name    TEXT NOT NULL,
+    server_secret  TEXT NOT NULL,
+    client_nonce   BLOB NOT NULL,
+    server_nonce   BLOB NOT NULL
+  ) WITHOUT ROWID;
+    `,
+  },
 ];
 
 /** A row of the node table. */

@@ -239,7 +239,7 @@ describe("Store.open on a good file", () => {
     const store = Store.open(tmp.file("new.db"));
     try {
       assert.equal(store.db.pragma("application_id", { simple: true }), APPLICATION_ID);
-      assert.equal(store.schemaVersion, 2);
+      assert.equal(store.schemaVersion, 3);
       const root = store.nodeById(ROOT_ID);
       assert.equal(root?.name, "");
       assert.deepEqual(store.childNames(ROOT_ID), []);
@@ -278,8 +278,26 @@ describe("Store.open on a good file", () => {
     Store.open(file).close();
     const store = Store.open(file);
     try {
-      assert.equal(store.schemaVersion, 2);
+      assert.equal(store.schemaVersion, 3);
       assert.equal(store.db.prepare("SELECT count(*) FROM node").pluck().get(), 1);
+    } finally {
+      store.close();
+    }
+  });
+
+  it("a version-2 file (before the southbound tables) is upgraded in place, its data kept", () => {
+    const file = tmp.file("v2.db");
+    const old = Store.open(file);
+    new DmTree(old).write({ path: "./Kept", format: "chr", value: "yes" });
+    old.db.exec("DROP TABLE device; DROP TABLE device_account");
+    old.db.pragma("user_version = 2");
+    old.close();
+    const store = Store.open(file, { create: false });
+    try {
+      assert.equal(store.schemaVersion, 3);
+      assert.equal(text(new DmTree(store).read("./Kept")?.value), "yes");
+      assert.equal(store.db.prepare("SELECT count(*) FROM device").pluck().get(), 0);
+      assert.equal(store.db.prepare("SELECT count(*) FROM device_account").pluck().get(), 0);
     } finally {
       store.close();
     }
@@ -290,7 +308,7 @@ describe("Store.open on a good file", () => {
     fs.writeFileSync(file, "");
     const store = Store.open(file, { create: false });
     try {
-      assert.equal(store.schemaVersion, 2);
+      assert.equal(store.schemaVersion, 3);
       assert.equal(store.db.pragma("application_id", { simple: true }), APPLICATION_ID);
       assert.ok(store.nodeById(ROOT_ID) !== undefined);
     } finally {
@@ -307,7 +325,7 @@ describe("Store.open on a good file", () => {
     db.close();
     const store = Store.open(file);
     try {
-      assert.equal(store.schemaVersion, 2);
+      assert.equal(store.schemaVersion, 3);
     } finally {
       store.close();
     }
@@ -316,7 +334,7 @@ describe("Store.open on a good file", () => {
   it(":memory: -> a usable store with the root node", () => {
     const store = Store.open(":memory:", { create: false });
     try {
-      assert.equal(store.schemaVersion, 2);
+      assert.equal(store.schemaVersion, 3);
       assert.ok(store.nodeById(ROOT_ID) !== undefined);
       assert.equal(store.fileBytes(), 0);
     } finally {
