@@ -23,6 +23,14 @@ import type { Chal, Cred, Meta } from "../syncml/model.js";
 
 /** A DM-level authentication scheme. `hmac` travels in the `x-syncml-hmac` header, never in `Cred`. */
 export type AuthScheme = "basic" | "md5" | "hmac";
+
+/**
+ * One side's DM-level credentials (protocol.md 3.7). `none`: no DM-level authentication (TLS does
+ * it, or nobody). The secret is never logged and never part of an outcome.
+ */
+export type AuthConfig =
+  | { readonly scheme: "none" }
+  | { readonly scheme: AuthScheme; readonly name: string; readonly secret: string };
 /** The schemes that travel in a `Cred` element. */
 export type CredScheme = Exclude<AuthScheme, "hmac">;
 /** DMAcc `AppAuth/<x>/AAuthType` names of the DM-level schemes (protocol.md 4.3). */

@@ -48,6 +48,7 @@ import {
   readChal,
   verifyCred,
   verifyHmac,
+  type AuthConfig,
   type AuthScheme,
 } from "./auth.js";
 import { executeCommands } from "./command-executor.js";
@@ -64,9 +65,7 @@ import {
   withoutMoreData,
 } from "./large-object.js";
 
-export type AuthConfig =
-  | { readonly scheme: "none" }
-  | { readonly scheme: AuthScheme; readonly name: string; readonly secret: string };
+export type { AuthConfig } from "./auth.js";
 
 export interface ClientAccount {
   /** The server's ServerID: the identity the tree's ACLs know it by. */
@@ -281,6 +280,10 @@ export class ClientSession {
     const replies: Command[] = [];
     if (!this.#serverAuthenticated) {
       if (++this.#serverAuthFailures > MAX_SERVER_AUTH_FAILURES)
+        return this.#finish(false, "the server did not authenticate");
+      // Challenged before and back with nothing to run and no more to come: the server has given
+      // up on authenticating (answering again would only reach a session it already closed).
+      if (this.#serverAuthFailures > 1 && commands.length === 0 && msg.body.final)
         return this.#finish(false, "the server did not authenticate");
       for (const c of commands) replies.push(this.#status(c, msg, Number(hdrStatus.data)));
     } else if (commands.length > 0) {

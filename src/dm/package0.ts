@@ -28,6 +28,7 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { ErrorCode, GatewayError } from "../core/errors.js";
+import type { AuthConfig } from "./auth.js";
 
 /** User-interaction mode requested by the server (2 bits). */
 export type UiMode = "not-specified" | "background" | "informative" | "user-interaction";
@@ -68,6 +69,18 @@ export interface Package0Credentials {
   readonly password: string;
   /** Raw nonce bytes (SRVCRED AAuthData, b64-decoded). */
   readonly nonce: Uint8Array;
+}
+
+/**
+ * The digest credentials of a server that presents `auth` to the device (its SRVCRED), under its
+ * ServerID (protocol.md 5.1: server-identifier is the ServerID; receivers also try AAuthName).
+ */
+export function package0Credentials(
+  serverId: string,
+  auth: AuthConfig,
+  nonce: Uint8Array,
+): Package0Credentials {
+  return { serverId, password: auth.scheme === "none" ? "" : auth.secret, nonce };
 }
 
 /** Which nonce made the digest match. */

@@ -57,7 +57,7 @@ import {
   verifyCred,
   verifyHmac,
   type AuthResult,
-  type AuthScheme,
+  type AuthConfig,
   type Credentials,
 } from "./auth.js";
 import {
@@ -77,13 +77,11 @@ import {
 // ---------------------------------------------------------------------------------------------------
 // Public types
 
-/** One side's DM-level credentials. `none`: no DM-level authentication (TLS does it, or nobody). */
-export interface AuthConfig {
-  readonly scheme: AuthScheme | "none";
-  /** User name (AAuthName; the LocName for md5 and HMAC). */
-  readonly name: string;
-  /** Secret (AAuthSecret). Never logged, never in an outcome. */
-  readonly secret: string;
+export type { AuthConfig } from "./auth.js";
+
+/** The name and secret of a side ("" for `none`, which never uses them). */
+function credentialsOf(auth: AuthConfig): { scheme: AuthConfig["scheme"]; name: string; secret: string } {
+  return auth.scheme === "none" ? { scheme: "none", name: "", secret: "" } : auth;
 }
 
 /**
@@ -606,7 +604,7 @@ export class ServerSession {
     raw: Uint8Array,
     headers: Readonly<Record<string, string | undefined>>,
   ): AuthResult {
-    const { scheme, name, secret } = this.#opts.clientAuth;
+    const { scheme, name, secret } = credentialsOf(this.#opts.clientAuth);
     const expected: Credentials = { name, secret };
     switch (scheme) {
       case "none":
@@ -1206,7 +1204,7 @@ export class ServerSession {
   #message(msgId: string, commands: readonly Command[], final: boolean): SyncMLMessage {
     assert.ok(this.#sessionId !== undefined && this.#deviceId !== undefined);
     let cred: Cred | undefined;
-    const { scheme, name, secret } = this.#opts.serverAuth;
+    const { scheme, name, secret } = credentialsOf(this.#opts.serverAuth);
     // Credentials go only to an authenticated client (a basic Cred would hand the password to
     // whoever asked), until it answers 212.
     if (this.#authenticated && !this.#serverAuthDone) {
@@ -1244,7 +1242,7 @@ export class ServerSession {
     }
     this.#serverMsgId++;
     const headers: Record<string, string> = {};
-    const { scheme, name, secret } = this.#opts.serverAuth;
+    const { scheme, name, secret } = credentialsOf(this.#opts.serverAuth);
     if (scheme === "hmac" && this.#authenticated) {
       headers[HMAC_HEADER] = formatHmacHeader({
         username: name,

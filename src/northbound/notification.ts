@@ -36,7 +36,7 @@ import {
   type Package0NonceKind,
   type UiMode,
 } from "../dm/package0.js";
-import { decodeWspPush, isDmNotificationPush } from "./wsp-push.js";
+import { decodeWspPush, isDmNotificationPush } from "../syncml/wsp-push.js";
 
 /** What the gate needs of one DMAcc account (its SRVCRED credentials). */
 export interface NotificationAccount {

@@ -19,7 +19,7 @@
  */
 import dgram from "node:dgram";
 import type { NotificationDrop, NotificationGate, NotificationTrigger } from "./notification.js";
-import { WAP_PUSH_PORT } from "./wsp-push.js";
+import { WAP_PUSH_PORT } from "../syncml/wsp-push.js";
 
 /** Where a datagram came from. */
 export interface PushSource {

@@ -34,10 +34,11 @@ import type { AddressInfo } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { MIME_DM_NOTIFICATION, encodingForContentType, tryDecodeMessage } from "../syncml/index.js";
 import type { Command } from "../syncml/index.js";
-import { APP_ID_SYNCML_DM, encodeWspPush } from "../northbound/wsp-push.js";
+import { APP_ID_SYNCML_DM, encodeWspPush } from "../syncml/wsp-push.js";
 import {
   PACKAGE0_VERSION,
   buildPackage0,
+  package0Credentials,
   sessionIdText,
   type Initiator,
   type UiMode,
@@ -71,6 +72,13 @@ export interface DmServerSimulatorOptions {
   readonly port?: number;
   /** Base path a client's Pkg#1 goes to. Default `/dm`. */
   readonly path?: string;
+  /**
+   * The origin clients reach the simulator at (`http://127.0.0.1:8080`) when that is not the
+   * listening one, e.g. behind a test proxy: the server URI (Source LocURI) and every RespURI the
+   * sessions announce are built on it (plus `path`), so clients keep going through the proxy.
+   * Default: the listening origin.
+   */
+  readonly publicOrigin?: string;
   /** PEM key and certificate: serve HTTPS instead of HTTP (with `requestClientCert`, mutual TLS). */
   readonly tls?: SimulatorTlsOptions;
   /** Largest request body accepted, in bytes (413 above). Default 64 KiB. */
@@ -317,7 +325,8 @@ export class DmServerSimulator {
     const device = this.#device(deviceId);
     const bytes = this.#random(2);
     const id = (((bytes[0] ?? 0) << 8) | (bytes[1] ?? 0)) % 0xffff || 1;
-    const serverId = device.settings.serverId ?? device.settings.serverAuth.name;
+    const auth = device.settings.serverAuth;
+    const serverId = device.settings.serverId ?? (auth.scheme === "none" ? "" : auth.name);
     const package0 = buildPackage0(
       {
         version: PACKAGE0_VERSION,
@@ -327,7 +336,7 @@ export class DmServerSimulator {
         serverId,
         vendorSpecific: new Uint8Array(0),
       },
-      { serverId, password: device.settings.serverAuth.secret, nonce: device.serverNonce },
+      package0Credentials(serverId, auth, device.serverNonce),
     );
     const datagram = encodeWspPush({
       tid: 0,
@@ -456,7 +465,8 @@ export class DmServerSimulator {
   #newSession(deviceId: string, token: string): LiveSession {
     const device = this.#devices.get(deviceId) ?? this.#fromDefaults(deviceId);
     if (device === undefined) throw new HttpRefusal(403, "unknown device");
-    const base = this.#url ?? "";
+    const publicOrigin = this.#opts.publicOrigin?.replace(/\/+$/, "");
+    const base = publicOrigin === undefined ? (this.#url ?? "") : `${publicOrigin}${this.#path}`;
     const initiation: Initiation =
       device.pendingSessionId === undefined ? "client" : { sessionId: device.pendingSessionId };
     device.pendingSessionId = undefined;

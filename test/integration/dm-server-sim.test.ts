@@ -14,7 +14,7 @@ import {
   type PendingAlert,
 } from "../../src/dm/client-session.js";
 import { parsePackage0, verifyPackage0 } from "../../src/dm/package0.js";
-import { decodeWspPush, isDmNotificationPush } from "../../src/northbound/wsp-push.js";
+import { decodeWspPush, isDmNotificationPush } from "../../src/syncml/wsp-push.js";
 import { DmServerSimulator } from "../../src/sim/dm-server.js";
 import type { Command, Encoding } from "../../src/syncml/index.js";
 import type { DmTree } from "../../src/tree/tree.js";

@@ -13,7 +13,7 @@ import {
   type ListenerDrop,
   type UdpPushListenerOptions,
 } from "../../src/northbound/udp-push-listener.js";
-import { APP_ID_SYNCML_DM, encodeWspPush } from "../../src/northbound/wsp-push.js";
+import { APP_ID_SYNCML_DM, encodeWspPush } from "../../src/syncml/wsp-push.js";
 import { DmServerSimulator } from "../../src/sim/dm-server.js";
 import { MIME_DM_NOTIFICATION } from "../../src/syncml/constants.js";
 import { Store } from "../../src/tree/store.js";

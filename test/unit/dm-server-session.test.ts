@@ -504,7 +504,7 @@ describe("ServerSession", () => {
     });
 
     it("answers 200 without a Chal when no DM-level authentication is configured", () => {
-      const s = newSession({ clientAuth: { scheme: "none", name: "", secret: "" } });
+      const s = newSession({ clientAuth: { scheme: "none" } });
       s.enqueue([get("./X")]);
       const m = read(send(s, msg({ msgId: 1 }, pkg1Body())));
       assert.equal(hdrStatusOf(m).data, "200");

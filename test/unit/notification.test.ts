@@ -9,7 +9,7 @@ import {
   type NotificationGateOptions,
   type NotificationVerdict,
 } from "../../src/northbound/notification.js";
-import { APP_ID_SYNCML_DM, encodeWspPush } from "../../src/northbound/wsp-push.js";
+import { APP_ID_SYNCML_DM, encodeWspPush } from "../../src/syncml/wsp-push.js";
 import { MIME_DM_NOTIFICATION } from "../../src/syncml/constants.js";
 
 const SERVER_ID = "dmsrv";

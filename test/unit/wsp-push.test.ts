@@ -12,7 +12,7 @@ import {
   encodeWspPush,
   isDmNotificationPush,
   type WspPush,
-} from "../../src/northbound/wsp-push.js";
+} from "../../src/syncml/wsp-push.js";
 import { MIME_DM_NOTIFICATION } from "../../src/syncml/constants.js";
 
 const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s.replace(/\s+/g, ""), "hex"));

@@ -16,8 +16,8 @@
  * (`Codec_UnknownToken`): no push sender we know of uses them.
  */
 import { ErrorCode, GatewayError, isCodecError } from "../core/errors.js";
-import type { Decoded } from "../syncml/codec.js";
-import { MIME_DM_NOTIFICATION, MIME_DM_WBXML, MIME_DM_XML } from "../syncml/constants.js";
+import type { Decoded } from "./codec.js";
+import { MIME_DM_NOTIFICATION, MIME_DM_WBXML, MIME_DM_XML } from "./constants.js";
 
 /** WDP destination port of WAP Push (0x0B84). */
 export const WAP_PUSH_PORT = 2948;
