@@ -55,6 +55,38 @@ export default tseslint.config(
     },
   },
   {
+    // Device simulators (drivers/<kind>/sim.ts) are DM clients: they build on src/sim, src/dm and
+    // src/tree, which the drivers themselves must not import.
+    files: ["drivers/**/sim.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            {
+              group: [
+                "../../src/*",
+                "!../../src/core",
+                "!../../src/syncml",
+                "!../../src/sim",
+                "!../../src/dm",
+                "!../../src/tree",
+                "../../src/*/**",
+                "!../../src/core/**",
+                "!../../src/syncml/**",
+                "!../../src/sim/**",
+                "!../../src/dm/**",
+                "!../../src/tree/**",
+              ],
+              message:
+                "device simulators import only drivers/, src/core, src/syncml, src/sim, src/dm and src/tree",
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ["test/**/*.ts"],
     rules: {
       // mocha's describe/it return values are not promises to await.

@@ -13,7 +13,8 @@
  *
  * Failure mix (what a flaky field device does):
  * - `silent`: ignores every Pkg#0 (the gateway must time out: 504);
- * - `garbage`: answers a Pkg#0 with bytes that are no SyncML (502);
+ * - `garbage`: sends a good Package 1, then answers the gateway's commands with bytes that are no
+ *   SyncML (502);
  * - `drop-mid-session`: sends Package 1, then never answers the gateway's commands (504);
  * - `wrong-credentials`: presents a wrong client secret (401).
  *
@@ -42,6 +43,8 @@ export const DEVICE_FAILURES: readonly DeviceFailure[] = [
 
 /** A DM message between the device and the gateway (the binding adds its framing). */
 export interface DeviceMessage {
+  /** Where the device sends it: the gateway's endpoint, then the RespURI it was given (HTTP). */
+  readonly url?: string;
   readonly body: Uint8Array;
   readonly contentType: string;
   readonly headers: Readonly<Record<string, string>>;
@@ -55,6 +58,8 @@ export interface SimulatedDeviceOptions {
   readonly deviceId: string;
   /** The gateway's ServerID toward this device. */
   readonly serverId: string;
+  /** Where Package 1 goes (HTTP: the gateway's southbound endpoint); default "gateway". */
+  readonly serverUri?: string;
   /** What the device presents (its CLCRED). */
   readonly clientAuth: AuthConfig;
   /** What the gateway must present (the device's SRVCRED; also keys the Pkg#0 digest). */
@@ -153,16 +158,6 @@ export class SimulatedDevice {
   async onPackage0(bytes: Uint8Array, send: SendToGateway): Promise<DeviceSessionReport | undefined> {
     const check = this.acceptPackage0(bytes);
     if (!check.ok || this.failure === "silent") return undefined;
-    if (this.failure === "garbage") {
-      this.#sessions++;
-      await this.#delay(this.#o.latencyMs);
-      await send({
-        body: createHash("sha256").update(bytes).digest(),
-        contentType: "application/vnd.syncml.dm+wbxml",
-        headers: {},
-      }).catch(() => undefined);
-      return { ok: false, reason: "sent garbage", sessionId: check.sessionId, messages: 1, execs: [] };
-    }
     return this.runSession({ kind: "server", sessionId: check.sessionId }, send);
   }
 
@@ -181,7 +176,12 @@ export class SimulatedDevice {
         : this.#o.clientAuth;
     const session = new ClientSession({
       tree: this.tree,
-      account: { serverId: this.#o.serverId, serverUri: "gateway", client, server: this.#o.serverAuth },
+      account: {
+        serverId: this.#o.serverId,
+        serverUri: this.#o.serverUri ?? "gateway",
+        client,
+        server: this.#o.serverAuth,
+      },
       nonces: this.#nonces,
       devId: this.deviceId,
       initiator: trigger.kind,
@@ -205,12 +205,28 @@ export class SimulatedDevice {
       if (this.failure === "drop-mid-session" && messages === 1) {
         return report(false, "dropped mid-session");
       }
+      if (this.failure === "garbage" && messages === 1) {
+        await this.#delay(this.#o.latencyMs);
+        messages++;
+        await send({
+          url: step.url,
+          body: createHash("sha256").update(step.body).digest(),
+          contentType: step.contentType,
+          headers: {},
+        }).catch(() => undefined);
+        return report(false, "sent garbage");
+      }
       const answersExec = this.#execs.length > execsBefore && messages > 0;
       await this.#delay((this.#o.latencyMs ?? 0) + (answersExec ? (this.#o.execDelayMs ?? 0) : 0));
       messages++;
       let answer: DeviceMessage | undefined;
       try {
-        answer = await send({ body: step.body, contentType: step.contentType, headers: step.headers });
+        answer = await send({
+          url: step.url,
+          body: step.body,
+          contentType: step.contentType,
+          headers: step.headers,
+        });
       } catch (e) {
         return report(false, `send failed: ${e instanceof Error ? e.message : String(e)}`);
       }

@@ -1,0 +1,114 @@
+/**
+ * The accounts the gateway holds toward its proxy devices (design.md section 3): for each device,
+ * the gateway's own ServerID toward it, what the device must present (its CLCRED), what the gateway
+ * presents (the device's SRVCRED, which also keys the Pkg#0 digest), and the two nonces.
+ *
+ * Kept in the `device_account` table (store.ts migration 3), never in the management tree: no
+ * northbound Get, `?list=` or TNDS export can reach a device secret.
+ */
+import type Database from "better-sqlite3";
+import type { AuthScheme } from "../dm/auth.js";
+import type { AuthConfig, Nonces } from "../dm/client-session.js";
+import type { Store } from "../tree/store.js";
+
+export interface DeviceAccount {
+  readonly deviceId: string;
+  /** The gateway's ServerID toward this device. */
+  readonly serverId: string;
+  /** What the device must present. */
+  readonly clientAuth: AuthConfig;
+  /** What the gateway presents to the device. */
+  readonly serverAuth: AuthConfig;
+  readonly nonces: Nonces;
+}
+
+/** What the southbound core needs of the account store. */
+export interface DeviceAccounts {
+  get(deviceId: string): DeviceAccount | undefined;
+  /** Stores the nonces a session settled on. */
+  saveNonces(deviceId: string, nonces: Nonces): void;
+}
+
+const ZERO_NONCE = new Uint8Array(4);
+
+interface AccountRow {
+  readonly device_id: string;
+  readonly server_id: string;
+  readonly client_scheme: string;
+  readonly client_name: string;
+  readonly client_secret: string;
+  readonly server_scheme: string;
+  readonly server_name: string;
+  readonly server_secret: string;
+  readonly client_nonce: Buffer;
+  readonly server_nonce: Buffer;
+}
+
+/** Device accounts in the store's `device_account` table. */
+export class StoredDeviceAccounts implements DeviceAccounts {
+  readonly #get: Database.Statement;
+  readonly #put: Database.Statement;
+  readonly #nonces: Database.Statement;
+  readonly #remove: Database.Statement;
+  readonly #count: Database.Statement;
+
+  constructor(store: Store) {
+    const db = store.db;
+    this.#get = db.prepare(`SELECT * FROM device_account WHERE device_id = ?`);
+    this.#put = db.prepare(
+      `INSERT OR REPLACE INTO device_account (device_id, server_id, client_scheme, client_name,
+         client_secret, server_scheme, server_name, server_secret, client_nonce, server_nonce)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.#nonces = db.prepare(
+      `UPDATE device_account SET client_nonce = ?, server_nonce = ? WHERE device_id = ?`,
+    );
+    this.#remove = db.prepare(`DELETE FROM device_account WHERE device_id = ?`);
+    this.#count = db.prepare(`SELECT count(*) FROM device_account`).pluck();
+  }
+
+  get(deviceId: string): DeviceAccount | undefined {
+    const row = this.#get.get(deviceId) as AccountRow | undefined;
+    if (row === undefined) return undefined;
+    return {
+      deviceId: row.device_id,
+      serverId: row.server_id,
+      clientAuth: authOf(row.client_scheme, row.client_name, row.client_secret),
+      serverAuth: authOf(row.server_scheme, row.server_name, row.server_secret),
+      nonces: { client: Uint8Array.from(row.client_nonce), server: Uint8Array.from(row.server_nonce) },
+    };
+  }
+
+  /** Adds or replaces an account (provisioning, enrolment); nonces default to 4 zero bytes. */
+  put(account: Omit<DeviceAccount, "nonces"> & { readonly nonces?: Nonces }): void {
+    const side = (a: AuthConfig): [string, string, string] =>
+      a.scheme === "none" ? ["none", "", ""] : [a.scheme, a.name, a.secret];
+    this.#put.run(
+      account.deviceId,
+      account.serverId,
+      ...side(account.clientAuth),
+      ...side(account.serverAuth),
+      Buffer.from(account.nonces?.client ?? ZERO_NONCE),
+      Buffer.from(account.nonces?.server ?? ZERO_NONCE),
+    );
+  }
+
+  saveNonces(deviceId: string, nonces: Nonces): void {
+    this.#nonces.run(Buffer.from(nonces.client), Buffer.from(nonces.server), deviceId);
+  }
+
+  remove(deviceId: string): boolean {
+    return this.#remove.run(deviceId).changes > 0;
+  }
+
+  get size(): number {
+    return this.#count.get() as number;
+  }
+}
+
+function authOf(scheme: string, name: string, secret: string): AuthConfig {
+  if (scheme === "basic" || scheme === "md5" || scheme === "hmac") {
+    return { scheme: scheme satisfies AuthScheme, name, secret };
+  }
+  return { scheme: "none" };
+}
