@@ -37,7 +37,7 @@ import {
 } from "./at.js";
 import { Reassembler, type DroppedMessage, type ReassemblerOptions } from "./concat.js";
 import { ModemErrorCode, modemError } from "./errors.js";
-import { serialLinkFactory, type ByteLink, type ByteLinkFactory } from "./link.js";
+import { serialLinkFactory, type ByteLink, type ByteLinkFactory } from "../../src/core/byte-link.js";
 import { MTI_DELIVER, WAP_PUSH_PORT, hexToBytes, tpduMessageType, tryDecodeSmsDeliver } from "./sms-pdu.js";
 
 export type ModemState = "stopped" | "starting" | "ready" | "degraded" | "stopping";

@@ -18,7 +18,7 @@
 import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
 import { CTRL_Z, ESC, splitParams } from "./at.js";
-import { openSerialLink, type ByteLink } from "./link.js";
+import { openSerialLink, type ByteLink } from "../../src/core/byte-link.js";
 import {
   MAX_UD_OCTETS,
   WAP_PUSH_PORT,

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { openSerialLink, type ByteLink } from "../../board/modem/link.js";
+import { openSerialLink, type ByteLink } from "../../src/core/byte-link.js";
 import { Modem, type ModemState, type WapPush } from "../../board/modem/modem.js";
 import { ModemSimulator, attachSimulator, wapPushPdus } from "../../board/modem/sim.js";
 import { bytesToHex } from "../../board/modem/sms-pdu.js";

@@ -12,7 +12,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { openSerialLink, type ByteLink } from "../../board/modem/link.js";
+import { openSerialLink, type ByteLink } from "../../src/core/byte-link.js";
 import { Modem } from "../../board/modem/modem.js";
 import { attachSimulator } from "../../board/modem/sim.js";
 import { MemoryLogger } from "../../src/core/log.js";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { isGatewayError } from "../../src/core/errors.js";
 import { ModemErrorCode } from "../../board/modem/errors.js";
-import { memoryLinkPair, type ByteLink, type MemoryLinkPair } from "../../board/modem/link.js";
+import { memoryLinkPair, type ByteLink, type MemoryLinkPair } from "../../src/core/byte-link.js";
 import { Modem, type ModemOptions, type ModemState, type WapPush } from "../../board/modem/modem.js";
 import { ModemSimulator, attachSimulator, wapPushPdus } from "../../board/modem/sim.js";
 import { bytesToHex, encodeSmsDeliver } from "../../board/modem/sms-pdu.js";

@@ -1,15 +1,26 @@
 /**
- * Byte links under the modem: the serial port (serialport 13) and an in-memory pair for tests and an
- * in-process simulator. A link is single-use (style.md 2.2, 2.13.1): once it has closed or failed it
- * stays dead, and reconnecting means calling the factory again, which creates a new `SerialPort`;
- * nothing here reopens a port.
+ * Byte links: a serial port (serialport 13), a TCP connection to a serial server (`tcp://host:port`,
+ * a "serial device server" or `socat TCP-LISTEN`), and an in-memory pair for tests and in-process
+ * simulators. Used by the modem (board/modem) and the serial driver (drivers/serial). A link is
+ * single-use (style.md 2.2, 2.13.1): once it has closed or failed it stays dead, and reconnecting
+ * means calling the factory again, which creates a new `SerialPort` or socket; nothing here reopens
+ * a port.
  *
- * The shape matches the `ByteLink` sketch of style.md 2.2 so that it can move to `drivers/driver.ts`
- * (or be replaced by it) without touching the modem.
+ * Errors: `Link_OpenFailed` (the port or connection could not be opened; context `path`) and
+ * `Link_Closed` (the link failed or vanished in use).
  */
 import { stat } from "node:fs/promises";
+import { Socket } from "node:net";
 import { SerialPort } from "serialport";
-import { ModemErrorCode, modemError } from "./errors.js";
+import { ErrorCode, GatewayError, type GatewayErrorOptions } from "./errors.js";
+
+function linkError(
+  message: string,
+  code: ErrorCode.Link_OpenFailed | ErrorCode.Link_Closed,
+  options: GatewayErrorOptions = {},
+): GatewayError {
+  return new GatewayError(message, code, options);
+}
 
 export interface ByteLink {
   /** Bytes from the peer. Ends (done) when the link is closed, errors when it fails. */
@@ -34,9 +45,138 @@ export interface SerialLinkOptions {
   readonly presenceCheckMs?: number;
 }
 
-/** A factory that opens a new `SerialPort` on every call. */
+/**
+ * A factory that opens a new link on every call: a `SerialPort` on `path`, or a TCP connection when
+ * `path` is `tcp://host:port` (a serial server; `baudRate` and `presenceCheckMs` do not apply).
+ */
 export function serialLinkFactory(options: SerialLinkOptions): ByteLinkFactory {
+  const tcp = parseTcpAddress(options.path);
+  if (tcp !== undefined) return () => openTcpLink(tcp);
   return () => openSerialLink(options);
+}
+
+/** `tcp://host:port` (host a name, IPv4 or `[IPv6]`) as its parts; undefined for anything else. */
+export function parseTcpAddress(path: string): TcpLinkOptions | undefined {
+  if (!path.startsWith("tcp://")) return undefined;
+  let url: URL;
+  try {
+    url = new URL(path);
+  } catch {
+    return undefined;
+  }
+  const port = Number(url.port);
+  if (url.hostname === "" || !Number.isInteger(port) || port < 1 || port > 65535) return undefined;
+  if (url.pathname !== "" && url.pathname !== "/") return undefined;
+  const host = url.hostname.startsWith("[") ? url.hostname.slice(1, -1) : url.hostname;
+  return { host, port };
+}
+
+export interface TcpLinkOptions {
+  readonly host: string;
+  readonly port: number;
+  /** Default 5000 ms. */
+  readonly connectTimeoutMs?: number;
+}
+
+/**
+ * Connects to a serial server as a `ByteLink`. Rejects with `Link_OpenFailed` (context: `path`,
+ * `tcp://host:port`). The peer closing the connection ends `readable`; a socket error fails it.
+ */
+export async function openTcpLink(options: TcpLinkOptions): Promise<ByteLink> {
+  const path = `tcp://${options.host.includes(":") ? `[${options.host}]` : options.host}:${options.port}`;
+  const socket = new Socket();
+  socket.setNoDelay(true);
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      fail(new Error(`connect timed out after ${options.connectTimeoutMs ?? 5000} ms`));
+    }, options.connectTimeoutMs ?? 5000);
+    const fail = (err: Error): void => {
+      clearTimeout(timer);
+      socket.off("connect", ok);
+      socket.destroy();
+      reject(
+        linkError(`cannot connect to ${path}`, ErrorCode.Link_OpenFailed, {
+          cause: err,
+          context: { path },
+        }),
+      );
+    };
+    const ok = (): void => {
+      clearTimeout(timer);
+      socket.off("error", fail);
+      resolve();
+    };
+    socket.once("error", fail);
+    socket.once("connect", ok);
+    socket.connect({ host: options.host, port: options.port });
+  });
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= new Promise<void>((resolve) => {
+      if (socket.destroyed) {
+        resolve();
+        return;
+      }
+      socket.once("close", () => {
+        resolve();
+      });
+      socket.destroy();
+    });
+    return closing;
+  };
+
+  let ended = false;
+  const readable = new ReadableStream<Uint8Array>({
+    start(controller) {
+      const finish = (err?: Error): void => {
+        if (ended) return;
+        ended = true;
+        if (err === undefined) controller.close();
+        else controller.error(err);
+      };
+      socket.on("data", (chunk: Buffer) => {
+        if (!ended) controller.enqueue(Uint8Array.from(chunk));
+      });
+      socket.on("end", () => {
+        finish();
+        void close(); // half-open is of no use to a serial line
+      });
+      socket.on("error", (err: Error) => {
+        finish(linkError(`${path} failed`, ErrorCode.Link_Closed, { cause: err, context: { path } }));
+      });
+      socket.on("close", () => {
+        finish();
+      });
+    },
+    cancel() {
+      ended = true;
+      return close();
+    },
+  });
+
+  const writable = new WritableStream<Uint8Array>({
+    write(chunk) {
+      return new Promise<void>((resolve, reject) => {
+        if (socket.destroyed) {
+          reject(linkError(`${path} is closed`, ErrorCode.Link_Closed, { context: { path } }));
+          return;
+        }
+        socket.write(chunk, (err?: Error | null) => {
+          if (err === null || err === undefined) resolve();
+          else reject(err);
+        });
+      });
+    },
+    close() {
+      return close();
+    },
+    abort() {
+      return close();
+    },
+  });
+
+  return { readable, writable, close };
 }
 
 /**
@@ -59,7 +199,7 @@ export async function openSerialLink(options: SerialLinkOptions): Promise<ByteLi
       if (err === null) resolve();
       else
         reject(
-          modemError(`cannot open ${options.path}`, ModemErrorCode.Link_OpenFailed, {
+          linkError(`cannot open ${options.path}`, ErrorCode.Link_OpenFailed, {
             cause: err,
             context: { path: options.path },
           }),
@@ -126,7 +266,7 @@ export async function openSerialLink(options: SerialLinkOptions): Promise<ByteLi
     let checking = false;
     const vanished = (reason: string, cause?: unknown): void => {
       fail(
-        modemError(`${options.path} ${reason}`, ModemErrorCode.Link_Closed, {
+        linkError(`${options.path} ${reason}`, ErrorCode.Link_Closed, {
           cause,
           context: { path: options.path },
         }),
@@ -213,7 +353,7 @@ export function memoryLinkPair(): MemoryLinkPair {
   const writerTo = (peer: () => ReadableStreamDefaultController<Uint8Array> | undefined) =>
     new WritableStream<Uint8Array>({
       write(chunk) {
-        if (ended) throw modemError("memory link closed", ModemErrorCode.Link_Closed);
+        if (ended) throw linkError("memory link closed", ErrorCode.Link_Closed);
         peer()?.enqueue(chunk.slice());
       },
     });
@@ -235,7 +375,7 @@ export function memoryLinkPair(): MemoryLinkPair {
       writerTo(() => ctlA),
     ),
     sever: (cause) => {
-      end(cause ?? modemError("memory link severed", ModemErrorCode.Link_Closed));
+      end(cause ?? linkError("memory link severed", ErrorCode.Link_Closed));
     },
   };
 }
