@@ -7,6 +7,7 @@
  * northbound Get, `?list=` or TNDS export can reach a device secret.
  */
 import type Database from "better-sqlite3";
+import { createHmac } from "node:crypto";
 import type { AuthScheme } from "../dm/auth.js";
 import type { AuthConfig, Nonces } from "../dm/client-session.js";
 import type { Store } from "../tree/store.js";
@@ -25,8 +26,45 @@ export interface DeviceAccount {
 /** What the southbound core needs of the account store. */
 export interface DeviceAccounts {
   get(deviceId: string): DeviceAccount | undefined;
+  /** Adds or replaces an account (provisioning, enrolment). */
+  put(account: NewDeviceAccount): void;
   /** Stores the nonces a session settled on. */
   saveNonces(deviceId: string, nonces: Nonces): void;
+}
+
+/** An account to store; nonces default to 4 zero bytes. */
+export type NewDeviceAccount = Omit<DeviceAccount, "nonces"> & { readonly nonces?: Nonces };
+
+/**
+ * Enrolment with a shared secret: a device the gateway holds no account for may still open a session
+ * when it authenticates with credentials derived from the site's enrolment secret and its own id;
+ * once it has, the account is stored like a provisioned one. A fleet is flashed with one secret, yet
+ * every device ends up with its own credentials, and one device's secrets reveal no other's.
+ */
+export interface Enrolment {
+  /** The site's enrolment secret (configuration; never logged). */
+  readonly secret: string;
+  readonly scheme: AuthScheme;
+  /** The gateway's ServerID toward enrolled devices. */
+  readonly serverId: string;
+}
+
+/**
+ * The account enrolment gives `deviceId`: client name = the device id, secrets =
+ * base64url(HMAC-SHA256(enrolment secret, "dmgw-enrol:<side>:<device id>")), 32 characters.
+ */
+export function enrolledAccount(deviceId: string, enrolment: Enrolment): NewDeviceAccount {
+  const derive = (side: string): string =>
+    createHmac("sha256", enrolment.secret)
+      .update(`dmgw-enrol:${side}:${deviceId}`)
+      .digest("base64url")
+      .slice(0, 32);
+  return {
+    deviceId,
+    serverId: enrolment.serverId,
+    clientAuth: { scheme: enrolment.scheme, name: deviceId, secret: derive("client") },
+    serverAuth: { scheme: enrolment.scheme, name: enrolment.serverId, secret: derive("server") },
+  };
 }
 
 const ZERO_NONCE = new Uint8Array(4);
@@ -79,8 +117,7 @@ export class StoredDeviceAccounts implements DeviceAccounts {
     };
   }
 
-  /** Adds or replaces an account (provisioning, enrolment); nonces default to 4 zero bytes. */
-  put(account: Omit<DeviceAccount, "nonces"> & { readonly nonces?: Nonces }): void {
+  put(account: NewDeviceAccount): void {
     const side = (a: AuthConfig): [string, string, string] =>
       a.scheme === "none" ? ["none", "", ""] : [a.scheme, a.name, a.secret];
     this.#put.run(

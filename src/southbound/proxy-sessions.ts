@@ -23,6 +23,8 @@
  *   served with no commands when the gateway holds its account, refused (403) otherwise.
  * - Nonces are stored from every outcome (ServerSession reports what to persist even on failure),
  *   so a device that was challenged authenticates next time.
+ * - With enrolment configured, an unknown device's own session runs on the account derived from the
+ *   shared secret (device-accounts.ts); the account is stored only once the device authenticated.
  */
 import { randomBytes as cryptoRandomBytes } from "node:crypto";
 import type {
@@ -43,7 +45,13 @@ import {
   type SessionOutcome,
 } from "../dm/server-session.js";
 import { tryDecodeMessage, type Command } from "../syncml/index.js";
-import type { DeviceAccount, DeviceAccounts } from "./device-accounts.js";
+import {
+  enrolledAccount,
+  type DeviceAccount,
+  type DeviceAccounts,
+  type Enrolment,
+  type NewDeviceAccount,
+} from "./device-accounts.js";
 
 /** The status the gateway reports for a device as a whole (design.md section 3). */
 export type GatewayMadeStatus = 401 | 413 | 500 | 502 | 503 | 504 | 514;
@@ -81,13 +89,22 @@ export interface ProxySessionsOptions {
   readonly maxObjSize?: number;
   /** How long a device-initiated session may sit idle before it is dropped, ms; default 60 s. */
   readonly idleMs?: number;
-  /** Every finished session (its DevInfo, alerts, records): the registry keeps the inventory. */
-  readonly onSession?: (deviceId: string, transport: TransportKind, outcome: SessionOutcome) => void;
+  /** Lets devices without an account enrol with the site's shared secret (device-accounts.ts). */
+  readonly enrolment?: Enrolment;
+  /**
+   * Every finished session (its DevInfo, alerts, records), with where the device's first message
+   * came from: the registry keeps the inventory.
+   */
+  readonly onSession?: (deviceId: string, from: DeviceAddress, outcome: SessionOutcome) => void;
 }
 
 interface Live {
   readonly deviceId: string;
   readonly transport: TransportKind;
+  /** Where the device's first message came from (for a session it started, its only address). */
+  from: DeviceAddress | undefined;
+  /** The account a device is enrolling with: stored once the device authenticated. */
+  readonly enrolling: NewDeviceAccount | undefined;
   readonly session: ServerSession;
   readonly route: string;
   /** The device's Package 1 arrived. */
@@ -104,6 +121,7 @@ interface Live {
 const DEFAULT_MAX_MSG = 64 * 1024;
 const DEFAULT_MAX_OBJ = 4 * 1024 * 1024;
 const DEFAULT_IDLE_MS = 60_000;
+const ZERO_NONCE = new Uint8Array(4);
 
 const ERROR_STATUS: Readonly<Record<SessionErrorCode, GatewayMadeStatus>> = {
   "content-type": 502,
@@ -277,6 +295,7 @@ export class ProxySessions {
     initiation: { readonly sessionId: string } | "client",
     settle: ((outcome: DeviceOutcome) => void) | undefined,
     idleMs: number | undefined,
+    enrolling?: NewDeviceAccount,
   ): Live {
     let route = Buffer.from(this.#random(16)).toString("hex");
     while (this.#byRoute.has(route)) route = Buffer.from(this.#random(16)).toString("hex");
@@ -297,6 +316,8 @@ export class ProxySessions {
     const live: Live = {
       deviceId: account.deviceId,
       transport,
+      from: undefined,
+      enrolling,
       session,
       route,
       started: false,
@@ -340,6 +361,7 @@ export class ProxySessions {
     if (live.busy)
       return { kind: "refused", status: 400, reason: "a message of this session is in progress" };
     live.started = true;
+    live.from ??= from;
     live.busy = true;
     try {
       this.#touch(live);
@@ -378,7 +400,15 @@ export class ProxySessions {
     }
     const waiting = this.#byDevice.get(deviceId);
     if (waiting !== undefined && !waiting.started) return { kind: "live", live: waiting };
-    const account = this.#o.accounts.get(deviceId);
+    const stored = this.#o.accounts.get(deviceId);
+    const enrolment = this.#o.enrolment;
+    const enrolling =
+      stored === undefined && enrolment !== undefined ? enrolledAccount(deviceId, enrolment) : undefined;
+    const account: DeviceAccount | undefined =
+      stored ??
+      (enrolling === undefined
+        ? undefined
+        : { ...enrolling, nonces: { client: ZERO_NONCE, server: ZERO_NONCE } });
     const driver = this.#drivers.get(from.transport);
     if (account === undefined || driver === undefined) {
       this.#log.warn("a session from an unknown device was refused", {
@@ -396,6 +426,7 @@ export class ProxySessions {
       "client",
       undefined,
       this.#o.idleMs ?? DEFAULT_IDLE_MS,
+      enrolling,
     );
     return { kind: "live", live };
   }
@@ -411,12 +442,20 @@ export class ProxySessions {
   }
 
   #ended(live: Live, outcome: SessionOutcome): void {
-    this.#o.accounts.saveNonces(live.deviceId, {
-      client: outcome.nextClientNonce,
-      server: outcome.nextServerNonce,
-    });
+    const nonces = { client: outcome.nextClientNonce, server: outcome.nextServerNonce };
+    if (live.enrolling === undefined) {
+      this.#o.accounts.saveNonces(live.deviceId, nonces);
+    } else if (outcome.authenticated) {
+      // Enrolled: the device proved it holds the derived secret.
+      this.#o.accounts.put({ ...live.enrolling, nonces });
+      this.#log.info("a device enrolled with the shared secret", { deviceId: live.deviceId });
+    } else {
+      this.#log.warn("a device failed to enrol (wrong enrolment credentials)", { deviceId: live.deviceId });
+      this.#finish(live, { kind: "failed", status: 401, reason: "enrolment failed" });
+      return;
+    }
     try {
-      this.#o.onSession?.(live.deviceId, live.transport, outcome);
+      this.#o.onSession?.(live.deviceId, live.from ?? { transport: live.transport, address: "" }, outcome);
     } catch (e) {
       this.#log.error("an onSession listener threw", { error: e instanceof Error ? e.message : String(e) });
     }
