@@ -9,6 +9,7 @@ const REQUIRED = [
   { pkg: "libwbxml2-utils", probe: "/usr/bin/xml2wbxml", why: "WBXML interop tests (xml2wbxml, wbxml2xml)" },
   { pkg: "socat", probe: "/usr/bin/socat", why: "serial tests on pty pairs (the modem simulator)" },
   { pkg: "openssl", probe: "/usr/bin/openssl", why: "HTTPS tests (a throwaway certificate)" },
+  { pkg: "mosquitto", probe: "/usr/sbin/mosquitto", why: "MQTT driver tests (a real MQTT 5 broker)" },
 ];
 
 const missing = REQUIRED.filter((r) => !existsSync(r.probe));
