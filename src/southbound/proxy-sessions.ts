@@ -147,6 +147,12 @@ export class ProxySessions {
   readonly #byRoute = new Map<string, Live>();
   /** Sessions started by `execute`, waiting for or in their Package 1, by device. */
   readonly #byDevice = new Map<string, Live>();
+  /**
+   * Started sessions of bindings without routes (mqtt, serial), by `transport|address`: the channel
+   * says who talks (the topic's device id, the port), so a message that does not even decode still
+   * reaches the session it breaks (502) instead of leaving it to time out.
+   */
+  readonly #byChannel = new Map<string, Live>();
   /** The tail of each device's queue of `execute` calls. */
   readonly #turns = new Map<string, Promise<void>>();
 
@@ -350,6 +356,7 @@ export class ProxySessions {
     if (route !== undefined && live === undefined) {
       return { kind: "refused", status: 404, reason: "no such session (it ended or timed out)" };
     }
+    if (route === undefined && from.transport !== "http") live = this.#byChannel.get(channelKey(from));
     if (live === undefined) {
       const first = this.#firstMessage(from, message);
       if (first.kind === "refused") return first;
@@ -360,6 +367,7 @@ export class ProxySessions {
     }
     if (live.busy)
       return { kind: "refused", status: 400, reason: "a message of this session is in progress" };
+    if (!live.started && from.transport !== "http") this.#byChannel.set(channelKey(from), live);
     live.started = true;
     live.from ??= from;
     live.busy = true;
@@ -477,6 +485,13 @@ export class ProxySessions {
     clearTimeout(live.timer);
     this.#byRoute.delete(live.route);
     if (this.#byDevice.get(live.deviceId) === live) this.#byDevice.delete(live.deviceId);
+    if (live.from !== undefined && this.#byChannel.get(channelKey(live.from)) === live) {
+      this.#byChannel.delete(channelKey(live.from));
+    }
     live.settle?.(outcome);
   }
+}
+
+function channelKey(from: DeviceAddress): string {
+  return `${from.transport}|${from.address}`;
 }

@@ -1,0 +1,63 @@
+/**
+ * Transport kind -> driver factory, each imported on first use (style.md 2.1, zigbee-herdsman's
+ * `Adapter.create`): a box configured for HTTP and serial never loads MQTT.js, and a driver whose
+ * dependency is missing fails only when it is configured.
+ */
+import { ErrorCode, GatewayError } from "../src/core/errors.js";
+import type { ProxyDriver, ProxyDriverContext, TransportKind } from "./driver.js";
+import type { HttpDriverConfig } from "./http/driver.js";
+import type { MqttDriverConfig } from "./mqtt/driver.js";
+import type { SerialDriverConfig } from "./serial/driver.js";
+
+/** The configuration section of each proxy driver kind. */
+export interface ProxyDriverConfigs {
+  readonly http: HttpDriverConfig;
+  readonly mqtt: MqttDriverConfig;
+  readonly serial: SerialDriverConfig;
+}
+
+export type ProxyDriverKind = keyof ProxyDriverConfigs;
+
+export const PROXY_DRIVER_KINDS: readonly ProxyDriverKind[] = ["http", "mqtt", "serial"];
+
+export function isProxyDriverKind(kind: TransportKind): kind is ProxyDriverKind {
+  return (PROXY_DRIVER_KINDS as readonly string[]).includes(kind);
+}
+
+/**
+ * Loads the driver module of `kind` and makes a driver (not started).
+ * @throws GatewayError(Driver_StartFailed) when the module cannot be loaded (a missing dependency).
+ */
+export async function createProxyDriver<K extends ProxyDriverKind>(
+  kind: K,
+  config: ProxyDriverConfigs[K],
+  ctx: ProxyDriverContext,
+): Promise<ProxyDriver> {
+  try {
+    switch (kind) {
+      case "http": {
+        const { HttpDriver } = await import("./http/driver.js");
+        return new HttpDriver(config as HttpDriverConfig, ctx);
+      }
+      case "mqtt": {
+        const { createMqttDriver } = await import("./mqtt/driver.js");
+        return createMqttDriver(config as MqttDriverConfig, ctx);
+      }
+      case "serial": {
+        const { createSerialDriver } = await import("./serial/driver.js");
+        return createSerialDriver(config as SerialDriverConfig, ctx);
+      }
+      default:
+        throw new GatewayError(`no proxy driver for ${String(kind)}`, ErrorCode.Driver_StartFailed);
+    }
+  } catch (e) {
+    if (e instanceof GatewayError) throw e;
+    throw new GatewayError(
+      `the ${kind} driver cannot be loaded: ${e instanceof Error ? e.message : String(e)}`,
+      ErrorCode.Driver_StartFailed,
+      {
+        cause: e,
+      },
+    );
+  }
+}

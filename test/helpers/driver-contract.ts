@@ -1,0 +1,160 @@
+/**
+ * The shared contract every proxy driver passes (style.md 2.2, 2.9; MQTT.js's abstract_store
+ * pattern): idempotent start and stop, no handle left after stop, a device's silence or a cancel as
+ * a value within the deadline, sessions through the real `ProxySessions`, and, for drivers that own
+ * a link, `degraded` on link loss and `ready` again on a new link.
+ */
+import assert from "node:assert/strict";
+import type { DriverState, ProxyDriver } from "../../drivers/driver.js";
+import type { ProxySessions, ProxyTarget } from "../../src/southbound/proxy-sessions.js";
+import type { Command } from "../../src/syncml/index.js";
+
+export interface ContractHarness {
+  readonly driver: ProxyDriver;
+  readonly proxy: ProxySessions;
+  /** Every state the driver reported, in order. */
+  readonly states: DriverState[];
+  /** `ok` answers its sessions; `silent` never answers a notification. */
+  target(name: "ok" | "silent"): ProxyTarget;
+  /** Cuts the transport under the driver and restores it on the same addresses; absent when the
+   * driver owns no link (the http driver serves; its devices come to it). */
+  readonly link?: { cut(): Promise<void>; restore(): Promise<void> };
+  /** Stops the devices and peers (the contract stops the driver itself). */
+  close(): Promise<void>;
+}
+
+const GET_MAN: Command = { kind: "Get", cmdId: "1", items: [{ target: { locUri: "./DevInfo/Man" } }] };
+const REPLACE: Command = {
+  kind: "Replace",
+  cmdId: "2",
+  items: [
+    { target: { locUri: "./Vendor/Setting1" }, meta: { format: "int" }, data: { kind: "text", text: "5" } },
+  ],
+};
+
+/** Handles that must not outlive a stopped driver and its closed harness. */
+const HANDLE_KINDS = new Set(["TCPSocketWrap", "TCPServerWrap", "UDPWRAP", "Timeout", "PipeWrap", "TTYWrap"]);
+
+function handles(): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const kind of process.getActiveResourcesInfo()) {
+    if (HANDLE_KINDS.has(kind)) out.set(kind, (out.get(kind) ?? 0) + 1);
+  }
+  return out;
+}
+
+async function waitFor(what: string, cond: () => boolean, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+export function driverContract(name: string, make: () => Promise<ContractHarness>): void {
+  describe(`proxy driver contract: ${name}`, function () {
+    this.timeout(30_000);
+    let h: ContractHarness | undefined;
+    let before: Map<string, number>;
+
+    beforeEach(async () => {
+      before = handles();
+      h = await make();
+    });
+
+    afterEach(async () => {
+      await h?.driver.stop();
+      await h?.close();
+      h = undefined;
+    });
+
+    it("start() is idempotent and ends ready", async () => {
+      assert.ok(h !== undefined);
+      await h.driver.start();
+      await h.driver.start();
+      assert.equal(h.driver.state, "ready");
+      assert.equal(h.states.filter((s) => s === "ready").length, 1, `states: ${h.states.join(",")}`);
+    });
+
+    it("a device that answers: one session, every command answered", async () => {
+      assert.ok(h !== undefined);
+      await h.driver.start();
+      const outcome = await h.proxy.execute(h.target("ok"), [GET_MAN, REPLACE], { timeoutMs: 8_000 });
+      if (outcome.kind === "failed") assert.fail(`failed ${outcome.status}: ${outcome.reason}`);
+      assert.deepEqual(
+        outcome.records.map((r) => r.status),
+        [200, 200],
+      );
+      assert.deepEqual(outcome.records[0]?.results[0]?.items[0]?.data, { kind: "text", text: "SimCo" });
+    });
+
+    it("a device that never answers: 504 by the deadline, never a throw", async () => {
+      assert.ok(h !== undefined);
+      await h.driver.start();
+      const started = Date.now();
+      const outcome = await h.proxy.execute(h.target("silent"), [GET_MAN], { timeoutMs: 700 });
+      const took = Date.now() - started;
+      assert.ok(outcome.kind === "failed" && outcome.status === 504, JSON.stringify(outcome));
+      assert.ok(took >= 650 && took < 1_500, `settled after ${took} ms`);
+    });
+
+    it("a cancel settles 514 at once", async () => {
+      assert.ok(h !== undefined);
+      await h.driver.start();
+      const controller = new AbortController();
+      const running = h.proxy.execute(h.target("silent"), [GET_MAN], {
+        timeoutMs: 10_000,
+        signal: controller.signal,
+      });
+      setTimeout(() => {
+        controller.abort();
+      }, 50);
+      const started = Date.now();
+      const outcome = await running;
+      assert.ok(outcome.kind === "failed" && outcome.status === 514, JSON.stringify(outcome));
+      assert.ok(Date.now() - started < 1_000);
+    });
+
+    it("stop() is idempotent, never throws, and leaves no socket, timer or tty behind", async () => {
+      assert.ok(h !== undefined);
+      // Timers are counted from here: mocha arms its test timer once the test function first yields.
+      await new Promise((r) => setImmediate(r));
+      const baseline = new Map([...before, ["Timeout", handles().get("Timeout") ?? 0]]);
+      await h.driver.start();
+      await h.proxy.execute(h.target("ok"), [GET_MAN], { timeoutMs: 8_000 });
+      await h.driver.stop();
+      await h.driver.stop();
+      assert.equal(h.driver.state, "stopped");
+      const late = await h.proxy.execute(h.target("ok"), [GET_MAN], { timeoutMs: 1_000 });
+      assert.ok(late.kind === "failed" && (late.status === 503 || late.status === 504), JSON.stringify(late));
+      await h.close();
+      h = undefined;
+      // Closing sockets completes on the next turns of the event loop.
+      await waitFor(
+        "the handles to go",
+        () => [...handles()].every(([kind, n]) => n <= (baseline.get(kind) ?? 0)),
+        3_000,
+      ).catch(() => {
+        const now = handles();
+        assert.fail(`handles left: ${JSON.stringify([...now])}, before: ${JSON.stringify([...baseline])}`);
+      });
+    });
+
+    it("link loss: degraded, then ready on a new link, and sessions work again", async function () {
+      assert.ok(h !== undefined);
+      const link = h.link;
+      if (link === undefined) {
+        // Not a skip of something that should run: this driver owns no link to lose.
+        assert.equal(h.driver.kind, "http", "only the http driver has no link");
+        return;
+      }
+      await h.driver.start();
+      await link.cut();
+      await waitFor("degraded", () => h?.driver.state === "degraded", 10_000);
+      await link.restore();
+      await waitFor("ready", () => h?.driver.state === "ready", 20_000);
+      const outcome = await h.proxy.execute(h.target("ok"), [GET_MAN], { timeoutMs: 8_000 });
+      assert.equal(outcome.kind, "replied", outcome.kind === "failed" ? outcome.reason : "");
+    });
+  });
+}
