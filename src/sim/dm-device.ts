@@ -9,7 +9,7 @@
  *   runSession: Package 1 -> send(message) -> answer -> ClientSession.receive -> ... until done
  *
  * The tree: the standard DevInfo/DevDetail, `./Vendor/Setting1..N` (int, Get/Replace for the
- * gateway's ServerID) and `./Vendor/Reboot` (Exec, 200). The nonces live in memory.
+ * gateway's ServerID), `./Vendor/Blob` (chr, for large objects) and `./Vendor/Reboot` (Exec, 200). The nonces live in memory.
  *
  * Failure mix (what a flaky field device does):
  * - `silent`: ignores every Pkg#0 (the gateway must time out: 504);
@@ -281,6 +281,8 @@ function vendorPlugin(serverId: string, settings: number, execs: string[]): MoPl
         value: "0",
       })),
       { path: "./Vendor/Reboot", format: "null" as const, acl: `Exec=${serverId}&Get=${serverId}` },
+      // A leaf for large objects (firmware-sized settings, logs): chunked both ways.
+      { path: "./Vendor/Blob", format: "chr" as const, value: "" },
     ],
     exec: (request) => {
       execs.push(request.path);

@@ -37,6 +37,7 @@ interface DeviceSpec {
   readonly failure?: DeviceFailure;
   readonly latencyMs?: number;
   readonly encoding?: "xml" | "wbxml";
+  readonly maxMsgSize?: number;
 }
 
 function statuses(outcome: DeviceOutcome): (number | undefined)[] {
@@ -78,6 +79,7 @@ describe("proxy sessions over the HTTP binding", function () {
           ...(spec.failure !== undefined && { failure: spec.failure }),
           ...(spec.latencyMs !== undefined && { latencyMs: spec.latencyMs }),
           ...(spec.encoding !== undefined && { encoding: spec.encoding }),
+          ...(spec.maxMsgSize !== undefined && { maxMsgSize: spec.maxMsgSize }),
         };
       }),
     });
@@ -155,6 +157,33 @@ describe("proxy sessions over the HTTP binding", function () {
       assert.deepEqual(statuses(again), [200]);
     });
   }
+
+  it("large objects both ways: a 100 KB Replace in chunks under the device's 2 KB MaxMsgSize, then a chunked Results", async () => {
+    const f = await startFleet([{ id: "small", maxMsgSize: 2048 }]);
+    const blob = Array.from({ length: 100 * 1024 }, (_, i) => String.fromCharCode(97 + (i % 26))).join("");
+    const replace: Command = {
+      kind: "Replace",
+      cmdId: "1",
+      items: [
+        { target: { locUri: "./Vendor/Blob" }, meta: { format: "chr" }, data: { kind: "text", text: blob } },
+      ],
+    };
+    const put = await proxy.execute(target("small"), [replace], { timeoutMs: 20_000 });
+    assert.deepEqual(statuses(put), [200]);
+    await f.idle();
+    assert.equal(f.device("small").tree.read("./Vendor/Blob")?.value, blob);
+    const get: Command = { kind: "Get", cmdId: "1", items: [{ target: { locUri: "./Vendor/Blob" } }] };
+    const got = await proxy.execute(target("small"), [get], { timeoutMs: 20_000 });
+    assert.deepEqual(statuses(got), [200]);
+    assert.ok(got.kind === "replied");
+    assert.deepEqual(got.records[0]?.results[0]?.items[0]?.data, { kind: "text", text: blob });
+    await f.idle();
+    const report = f.reports("small")[1];
+    assert.ok(
+      report !== undefined && report.messages > 40,
+      `the Results went in ${report?.messages} messages`,
+    );
+  });
 
   it("the failure mix: each device gets its status within its timeout while the others carry on", async () => {
     await startFleet([
