@@ -22,6 +22,7 @@
  */
 import type { GatewayError } from "../src/core/errors.js";
 import type { Logger } from "../src/core/log.js";
+import type { Command, Item } from "../src/syncml/index.js";
 
 export type TransportKind = "http" | "serial" | "ble" | "coap" | "mqtt";
 
@@ -79,8 +80,11 @@ export interface DriverContext {
   readonly signal: AbortSignal;
   /** State changes; `cause` with `degraded`. */
   onState(state: DriverState, cause?: GatewayError): void;
-  /** A device showed itself (MQTT birth message, a listed serial port). */
-  onDeviceSeen(device: DeviceAddress): void;
+  /**
+   * A device showed itself (MQTT birth message, LwM2M registration, BLE scan match); `info` holds
+   * the DevInfo-like leaves the transport told (Man, Mod, FwV...), when it told any.
+   */
+  onDeviceSeen(device: DeviceAddress, info?: Readonly<Record<string, string>>): void;
   /** A device went away (MQTT last will, the port vanished). */
   onDeviceLost(device: DeviceAddress, cause: GatewayError): void;
 }
@@ -102,7 +106,6 @@ export interface SouthboundDriver {
 
 /** A driver for devices that run an OMA DM client (proxy mode). */
 export interface ProxyDriver extends SouthboundDriver {
-  readonly mode: "proxy";
   /**
    * Delivers a Package #0 (protocol.md 5.1) to the device: WSP Push over UDP (http), a publish on
    * `/dm/down` (mqtt), an OBEX Put (serial). Resolves once handed to the transport.
@@ -115,3 +118,40 @@ export interface ProxyDriver extends SouthboundDriver {
 
 /** Makes a driver from its section of the configuration and its context. */
 export type ProxyDriverFactory<Config> = (config: Config, ctx: ProxyDriverContext) => ProxyDriver;
+
+/** What became of one DM command on a device: the same shape for proxy and adaptation devices. */
+export interface DeviceCommandResult {
+  /** The device's (or the mapping's) status code; undefined when none came back. */
+  readonly status: number | undefined;
+  /** The Items of its Results (a Get). */
+  readonly items: readonly Item[];
+  /** The results of the commands inside an Atomic or Sequence, in order. */
+  readonly inner: readonly DeviceCommandResult[];
+}
+
+/** The status the gateway reports for a device as a whole (design.md section 3). */
+export type GatewayMadeStatus = 401 | 413 | 500 | 502 | 503 | 504 | 514;
+
+/** The outcome of a list of DM commands on one device. */
+export type AdaptedOutcome =
+  | { readonly kind: "replied"; readonly results: readonly DeviceCommandResult[] }
+  | { readonly kind: "failed"; readonly status: GatewayMadeStatus; readonly reason: string };
+
+/**
+ * A driver for devices that do not run OMA DM (adaptation mode): it maps DM commands onto the
+ * device's protocol (LwM2M over CoAP, GATT) and answers DM statuses (design.md section 3).
+ */
+export interface AdaptationDriver extends SouthboundDriver {
+  /**
+   * Runs `commands` on the device. Settles before `timeoutMs` and never rejects for what the device
+   * did: a per-command status (404, 405, 425, 500...) or one gateway-made status for the device.
+   */
+  execute(
+    device: DeviceAddress,
+    commands: readonly Command[],
+    options: { readonly timeoutMs: number; readonly signal?: AbortSignal },
+  ): Promise<AdaptedOutcome>;
+}
+
+/** Makes an adaptation driver from its configuration section and its context. */
+export type AdaptationDriverFactory<Config> = (config: Config, ctx: DriverContext) => AdaptationDriver;

@@ -96,15 +96,15 @@ export class SerialDeviceSimulator {
   #startSession(): void {
     clearTimeout(this.#startTimer);
     this.#startTimer = undefined;
+    if (this.#pending === undefined || this.#closed) return;
+    // A Pkg#0 that crosses the end of the previous session (its closing Disconnect) waits in
+    // #pending and starts once that session is over, as a real device queues a notification.
+    if (this.#session !== undefined) return;
     const pkg0 = this.#pending;
     this.#pending = undefined;
-    if (pkg0 === undefined || this.#closed) return;
-    if (this.#session !== undefined) {
-      this.#o.log?.info("sim: a notification during a session; ignored");
-      return;
-    }
     this.#session = this.#run(pkg0).finally(() => {
       this.#session = undefined;
+      this.#startSession();
     });
   }
 

@@ -93,8 +93,7 @@ export interface DeviceSessionReport {
 }
 
 export type Package0Check =
-  | { readonly ok: true; readonly sessionId: string }
-  | { readonly ok: false; readonly reason: string };
+  { readonly ok: true; readonly sessionId: string } | { readonly ok: false; readonly reason: string };
 
 /** Most messages a device sends in one session before it gives up. */
 const MAX_MESSAGES = 200;

@@ -30,6 +30,8 @@ import { randomBytes as cryptoRandomBytes } from "node:crypto";
 import type {
   DeviceAddress,
   DeviceAnswer,
+  DeviceCommandResult,
+  GatewayMadeStatus,
   DeviceMessageHandler,
   DmMessage,
   ProxyDriver,
@@ -53,13 +55,14 @@ import {
   type NewDeviceAccount,
 } from "./device-accounts.js";
 
-/** The status the gateway reports for a device as a whole (design.md section 3). */
-export type GatewayMadeStatus = 401 | 413 | 500 | 502 | 503 | 504 | 514;
+export type { GatewayMadeStatus } from "../../drivers/driver.js";
 
 export type DeviceOutcome =
   | {
       readonly kind: "replied";
-      /** One record per command, in the order given. */
+      /** One result per command, in the order given (the shape adaptation devices answer in too). */
+      readonly results: readonly DeviceCommandResult[];
+      /** The session's records of the commands (what went out under which CmdIDs, every Status). */
       readonly records: readonly CommandRecord[];
       readonly outcome: SessionOutcome;
     }
@@ -469,7 +472,12 @@ export class ProxySessions {
     }
     const error = outcome.error;
     if (error === undefined) {
-      this.#finish(live, { kind: "replied", records: outcome.commands, outcome });
+      this.#finish(live, {
+        kind: "replied",
+        results: outcome.commands.map(commandResult),
+        records: outcome.commands,
+        outcome,
+      });
     } else {
       this.#log.warn(`the session with ${live.deviceId} failed: ${error.reason}`, {
         deviceId: live.deviceId,
@@ -494,4 +502,12 @@ export class ProxySessions {
 
 function channelKey(from: DeviceAddress): string {
   return `${from.transport}|${from.address}`;
+}
+
+function commandResult(record: CommandRecord): DeviceCommandResult {
+  return {
+    status: record.status,
+    items: record.results.flatMap((r) => r.items),
+    inner: record.inner.map(commandResult),
+  };
 }

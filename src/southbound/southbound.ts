@@ -16,6 +16,8 @@
  *   reported.
  */
 import type {
+  AdaptationDriver,
+  AdaptedOutcome,
   DeviceAddress,
   DriverContext,
   DriverState,
@@ -61,6 +63,7 @@ export class Southbound {
   readonly #o: SouthboundOptions;
   readonly #log: Logger;
   readonly #drivers = new Map<TransportKind, ProxyDriver>();
+  readonly #adapters = new Map<TransportKind, AdaptationDriver>();
 
   constructor(options: SouthboundOptions) {
     this.#o = options;
@@ -93,8 +96,33 @@ export class Southbound {
     });
   }
 
+  /** The context an adaptation driver of `kind` is made with: its devices are `adaptation` devices. */
+  adaptationContext(kind: TransportKind, signal: AbortSignal): DriverContext {
+    return {
+      ...this.#baseContext(kind, signal),
+      onDeviceSeen: (device, info) => {
+        this.registry.seen({
+          deviceId: device.address,
+          transport: device.transport,
+          mode: "adaptation",
+          address: device.address,
+          ...(info !== undefined && { devInfo: info }),
+        });
+      },
+    };
+  }
+
+  /** Runs the commands of `driver.kind`'s adaptation devices through it. */
+  addAdaptationDriver(driver: AdaptationDriver): void {
+    this.#adapters.set(driver.kind, driver);
+  }
+
   /** The context a proxy driver of `kind` is made with. */
   driverContext(kind: TransportKind, signal: AbortSignal): ProxyDriverContext {
+    return { ...this.#baseContext(kind, signal), onMessage: this.proxy.handler };
+  }
+
+  #baseContext(kind: TransportKind, signal: AbortSignal): DriverContext {
     const log = this.#log.child(`drv:${kind}`);
     const base: DriverContext = {
       log,
@@ -114,7 +142,7 @@ export class Southbound {
         this.registry.detach(device.address, cause.message);
       },
     };
-    return { ...base, onMessage: this.proxy.handler };
+    return base;
   }
 
   /** Routes the sessions and notifications of `driver.kind` through it. */
@@ -123,8 +151,8 @@ export class Southbound {
     this.proxy.attach(driver);
   }
 
-  get drivers(): readonly ProxyDriver[] {
-    return [...this.#drivers.values()];
+  get drivers(): readonly (ProxyDriver | AdaptationDriver)[] {
+    return [...this.#drivers.values(), ...this.#adapters.values()];
   }
 
   /** The device as the fan-out engine drives it; undefined when the inventory does not hold it. */
@@ -157,19 +185,33 @@ export class Southbound {
   /** Stops the sessions in flight (their `execute` settle 514) and every driver. Never throws. */
   async stop(): Promise<void> {
     this.proxy.close();
-    await Promise.all([...this.#drivers.values()].map((d) => d.stop().catch(() => undefined)));
+    await Promise.all(this.drivers.map((d) => d.stop().catch(() => undefined)));
   }
 
   async #execute(
     record: DeviceRecord,
     commands: readonly Command[],
     options: ExecuteOptions,
-  ): Promise<DeviceOutcome> {
-    const outcome = await this.proxy.execute(
-      { deviceId: record.deviceId, address: { transport: record.transport, address: record.address } },
-      commands,
-      options,
-    );
+  ): Promise<AdaptedOutcome> {
+    const address = { transport: record.transport, address: record.address };
+    let outcome: AdaptedOutcome | DeviceOutcome;
+    if (record.mode === "adaptation") {
+      const adapter = this.#adapters.get(record.transport);
+      outcome =
+        adapter === undefined
+          ? { kind: "failed", status: 503, reason: `no ${record.transport} adaptation driver is running` }
+          : await adapter.execute(address, commands, options);
+      if (outcome.kind === "replied") {
+        this.registry.seen({
+          deviceId: record.deviceId,
+          transport: record.transport,
+          mode: "adaptation",
+          address: record.address,
+        });
+      }
+    } else {
+      outcome = await this.proxy.execute({ deviceId: record.deviceId, address }, commands, options);
+    }
     if (outcome.kind === "failed" && (outcome.status === 503 || outcome.status === 504)) {
       this.registry.unreachable(record.deviceId, outcome.reason);
     }

@@ -11,6 +11,7 @@ const BENCHES: ReadonlyMap<string, () => Promise<BenchModule>> = new Map([
   ["codec", () => import("./codec.bench.js")],
   ["tree", (): Promise<BenchModule> => import("./tree.bench.js")],
   ["session", (): Promise<BenchModule> => import("./session.bench.js")],
+  ["southbound", (): Promise<BenchModule> => import("./southbound.bench.js")],
 ]);
 
 async function main(argv: readonly string[]): Promise<number> {

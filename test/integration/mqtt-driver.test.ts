@@ -4,33 +4,20 @@ import { createConnection, createServer, type Socket } from "node:net";
 import { connectAsync, type IPublishPacket, type MqttClient } from "mqtt";
 import { MqttDriver, type MqttDriverConfig } from "../../drivers/mqtt/driver.js";
 import { MqttDeviceFleet, type MqttFleetOptions } from "../../drivers/mqtt/sim.js";
-import type {
-  DeviceAddress,
-  DeviceAnswer,
-  DeviceMessageHandler,
-  DmMessage,
-  DriverState,
-  ProxyDriver,
-  ProxyDriverContext,
-} from "../../drivers/driver.js";
+import type { DeviceAddress, DmMessage, DriverState, ProxyDriverContext } from "../../drivers/driver.js";
 import { ErrorCode, isGatewayError } from "../../src/core/errors.js";
 import { MemoryLogger } from "../../src/core/log.js";
-import type { AuthConfig, Nonces } from "../../src/dm/client-session.js";
-import {
-  buildPackage0,
-  package0Credentials,
-  PACKAGE0_VERSION,
-  sessionIdText,
-} from "../../src/dm/package0.js";
-import { ServerSession, type CommandRecord } from "../../src/dm/server-session.js";
+import type { AuthConfig } from "../../src/dm/client-session.js";
+import type { SessionOutcome } from "../../src/dm/server-session.js";
+import { StoredDeviceAccounts } from "../../src/southbound/device-accounts.js";
+import { ProxySessions, type DeviceOutcome } from "../../src/southbound/proxy-sessions.js";
 import type { Command } from "../../src/syncml/index.js";
+import { Store } from "../../src/tree/store.js";
 import { startMosquitto, type Mosquitto } from "../helpers/mosquitto.js";
 
 // The MQTT proxy driver against Debian's mosquitto and the project's device fleet (real DM client
-// sessions). The server side is a small harness running one ServerSession per device, keyed by the
-// MQTT address: src/southbound/ProxySessions routes a message without a route token by decoding it
-// and only its Package 1 reaches the waiting session (later ones open a new session), so it cannot
-// carry an MQTT (or serial) session past its first message yet.
+// sessions). The server side is the gateway's southbound core: ProxySessions, with the device
+// accounts in an in-memory store.
 
 const SERVER_ID = "dmgw";
 const CLIENT_SECRET = "client-secret";
@@ -47,133 +34,6 @@ function clientAuth(deviceId: string): AuthConfig {
 }
 function serverAuth(deviceId: string): AuthConfig {
   return { scheme: schemeFor(deviceId), name: SERVER_ID, secret: SERVER_SECRET };
-}
-
-interface DeviceAccount {
-  readonly deviceId: string;
-  readonly serverId: string;
-  readonly clientAuth: AuthConfig;
-  readonly serverAuth: AuthConfig;
-  readonly nonces: Nonces;
-}
-
-/** Every device the fleets make has an account (made on first use); nonces as sessions left them. */
-class MemoryAccounts {
-  readonly #nonces = new Map<string, Nonces>();
-  get(deviceId: string): DeviceAccount | undefined {
-    if (deviceId.startsWith("stranger")) return undefined;
-    const zero = new Uint8Array(4);
-    return {
-      deviceId,
-      serverId: SERVER_ID,
-      clientAuth: clientAuth(deviceId),
-      serverAuth: serverAuth(deviceId),
-      nonces: this.#nonces.get(deviceId) ?? { client: zero, server: zero },
-    };
-  }
-  saveNonces(deviceId: string, nonces: Nonces): void {
-    this.#nonces.set(deviceId, nonces);
-  }
-}
-
-type DeviceOutcome =
-  | { readonly kind: "replied"; readonly records: readonly CommandRecord[] }
-  | { readonly kind: "failed"; readonly status: 401 | 502 | 503 | 504; readonly reason: string };
-
-interface Live {
-  readonly session: ServerSession;
-  readonly settle: (outcome: DeviceOutcome) => void;
-}
-
-/** Server-initiated DM sessions toward MQTT devices: ServerSession per device, by topic address. */
-class DeviceSessions {
-  readonly handler: DeviceMessageHandler;
-  readonly #accounts: MemoryAccounts;
-  readonly #live = new Map<string, Live>();
-  #driver: ProxyDriver | undefined;
-
-  constructor(accounts: MemoryAccounts) {
-    this.#accounts = accounts;
-    this.handler = (from, message) => Promise.resolve(this.#handle(from, message));
-  }
-
-  attach(driver: ProxyDriver): void {
-    this.#driver = driver;
-  }
-
-  close(): void {
-    for (const live of this.#live.values()) live.settle({ kind: "failed", status: 504, reason: "closed" });
-  }
-
-  async execute(deviceId: string, commands: readonly Command[], timeoutMs: number): Promise<DeviceOutcome> {
-    const account = this.#accounts.get(deviceId);
-    const driver = this.#driver;
-    if (account === undefined || driver === undefined)
-      return { kind: "failed", status: 503, reason: "no route" };
-    const sessionNumber = randomBytes(2).readUInt16BE() % 0xffff || 1;
-    const session = new ServerSession({
-      serverUri: "dmgw",
-      expectedDevice: deviceId,
-      clientAuth: account.clientAuth,
-      serverAuth: account.serverAuth,
-      clientNonce: account.nonces.client,
-      serverNonce: account.nonces.server,
-      randomBytes: (n) => new Uint8Array(randomBytes(n)),
-      initiation: { sessionId: sessionIdText(sessionNumber) },
-      maxMsgSize: 65_536,
-    });
-    session.enqueue(commands);
-    let timer: NodeJS.Timeout | undefined;
-    const result = new Promise<DeviceOutcome>((resolve) => {
-      const settle = (outcome: DeviceOutcome): void => {
-        clearTimeout(timer);
-        if (this.#live.get(deviceId)?.session === session) this.#live.delete(deviceId);
-        resolve(outcome);
-      };
-      this.#live.set(deviceId, { session, settle });
-      timer = setTimeout(() => {
-        settle({ kind: "failed", status: 504, reason: "no answer in time" });
-      }, timeoutMs);
-    });
-    const pkg0 = buildPackage0(
-      {
-        version: PACKAGE0_VERSION,
-        uiMode: "background",
-        initiator: "server",
-        sessionId: sessionNumber,
-        serverId: account.serverId,
-        vendorSpecific: new Uint8Array(0),
-      },
-      package0Credentials(account.serverId, account.serverAuth, account.nonces.server),
-    );
-    try {
-      await driver.notify(address(deviceId), pkg0);
-    } catch (e) {
-      this.#live.get(deviceId)?.settle({ kind: "failed", status: 503, reason: String(e) });
-    }
-    return result;
-  }
-
-  #handle(from: DeviceAddress, message: DmMessage): DeviceAnswer {
-    const live = this.#live.get(from.address);
-    if (live === undefined) return { kind: "refused", status: 404, reason: "no session" };
-    const step = live.session.receive(message.body, message.contentType, message.headers);
-    if (step.kind === "end") {
-      const o = step.outcome;
-      this.#accounts.saveNonces(from.address, { client: o.nextClientNonce, server: o.nextServerNonce });
-      if (o.error === undefined) live.settle({ kind: "replied", records: o.commands });
-      else {
-        const auth = o.error.code === "auth-failed" || o.error.code === "server-auth-rejected";
-        live.settle({ kind: "failed", status: auth ? 401 : 502, reason: o.error.reason });
-      }
-    }
-    const reply = step.kind === "reply" ? step : step.reply;
-    if (reply === undefined) return { kind: "ended" };
-    return {
-      kind: "reply",
-      message: { body: reply.body, contentType: reply.contentType, headers: reply.headers },
-    };
-  }
 }
 
 const GET_DEVID: Command = { kind: "Get", cmdId: "1", items: [{ target: { locUri: "./DevInfo/DevId" } }] };
@@ -201,11 +61,14 @@ async function waitFor(what: string, cond: () => boolean, timeoutMs = 10_000): P
 
 interface Gateway {
   readonly driver: MqttDriver;
-  readonly proxy: DeviceSessions;
+  readonly proxy: ProxySessions;
   readonly log: MemoryLogger;
+  /** Every session ProxySessions finished: the device, where its first message came from, the outcome. */
+  readonly sessions: { deviceId: string; from: DeviceAddress; outcome: SessionOutcome }[];
   readonly states: DriverState[];
   readonly seen: string[];
   readonly lost: string[];
+  /** One session with `deviceId` through ProxySessions (its account is stored on first use). */
   execute(deviceId: string, commands: readonly Command[], timeoutMs?: number): Promise<DeviceOutcome>;
 }
 
@@ -235,8 +98,18 @@ describe("MqttDriver (mosquitto)", function () {
     onMessage?: ProxyDriverContext["onMessage"],
   ): Gateway {
     const log = new MemoryLogger("dmgw:drv:mqtt");
-    // Fresh nonces per gateway: every test's fleet starts from zero nonces too.
-    const proxy = new DeviceSessions(new MemoryAccounts());
+    // A fresh store per gateway: every test's fleet starts from zero nonces too.
+    const store = Store.open(":memory:");
+    const accounts = new StoredDeviceAccounts(store);
+    const sessions: Gateway["sessions"] = [];
+    const proxy = new ProxySessions({
+      accounts,
+      serverUri: SERVER_ID,
+      log: log.child("proxy"),
+      onSession: (deviceId, from, outcome) => {
+        sessions.push({ deviceId, from, outcome });
+      },
+    });
     const states: DriverState[] = [];
     const seen: string[] = [];
     const lost: string[] = [];
@@ -256,15 +129,27 @@ describe("MqttDriver (mosquitto)", function () {
     cleanups.push(async () => {
       proxy.close();
       await driver.stop();
+      store.close();
     });
     return {
       driver,
       proxy,
       log,
+      sessions,
       states,
       seen,
       lost,
-      execute: (deviceId, commands, timeoutMs = 10_000) => proxy.execute(deviceId, commands, timeoutMs),
+      execute: (deviceId, commands, timeoutMs = 10_000) => {
+        if (accounts.get(deviceId) === undefined) {
+          accounts.put({
+            deviceId,
+            serverId: SERVER_ID,
+            clientAuth: clientAuth(deviceId),
+            serverAuth: serverAuth(deviceId),
+          });
+        }
+        return proxy.execute({ deviceId, address: address(deviceId) }, commands, { timeoutMs });
+      },
     };
   }
 
@@ -335,6 +220,15 @@ describe("MqttDriver (mosquitto)", function () {
         [true, true],
       );
     }
+    // The core saw each session come from the device's own topic, authenticated, with its DevInfo.
+    assert.equal(gw.sessions.length, 12);
+    for (const x of gw.sessions) {
+      assert.deepEqual(x.from, address(x.deviceId));
+      assert.equal(x.outcome.authenticated, true);
+      assert.equal(x.outcome.initiatedBy, "server");
+      assert.equal(x.outcome.devInfo["DevId"], x.deviceId);
+    }
+    assert.equal(gw.proxy.active, 0);
   });
 
   it("publishes Pkg#0 and the DM messages with their MQTT 5 content types, QoS 1", async () => {
@@ -442,6 +336,7 @@ describe("MqttDriver (mosquitto)", function () {
     assert.equal(status("garbage#2"), 502);
     assert.equal(status("drop-mid-session#3"), 504);
     assert.equal(status("wrong-credentials#4"), 401);
+    assert.equal(gw.proxy.active, 0, "no failed session is left open");
     // The healthy devices still work afterwards.
     assertReplied(await gw.execute(devices.ids[0]!, [GET_DEVID, replaceSetting("10")]), devices.ids[0]!);
   });

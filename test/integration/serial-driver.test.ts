@@ -1,33 +1,28 @@
 /**
  * The serial proxy driver on one end of socat pty pairs, the serial device simulator (a DM client on
- * the real client session code) on the other. The DM server side is a small handler running a
- * `ServerSession` per device (what src/southbound does for the gateway). socat is required.
+ * the real client session code) on the other. The DM server side is the gateway's southbound core:
+ * ProxySessions with its device accounts in an in-memory store. socat is required.
  */
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type {
-  DeviceAnswer,
-  DeviceMessageHandler,
-  DriverState,
-  ProxyDriverContext,
-} from "../../drivers/driver.js";
+import type { DeviceAddress, DriverState, ProxyDriverContext } from "../../drivers/driver.js";
 import { SerialDriver, type SerialDriverConfig } from "../../drivers/serial/driver.js";
 import { SerialDeviceSimulator } from "../../drivers/serial/sim.js";
 import { openSerialLink, type ByteLink } from "../../src/core/byte-link.js";
 import { MemoryLogger } from "../../src/core/log.js";
-import { buildPackage0, sessionIdText } from "../../src/dm/package0.js";
-import { ServerSession, type SessionOutcome } from "../../src/dm/server-session.js";
+import type { SessionOutcome } from "../../src/dm/server-session.js";
 import { SimulatedDevice, type DeviceFailure } from "../../src/sim/dm-device.js";
+import { StoredDeviceAccounts } from "../../src/southbound/device-accounts.js";
+import { ProxySessions, type DeviceOutcome } from "../../src/southbound/proxy-sessions.js";
 import type { Command } from "../../src/syncml/index.js";
+import { Store } from "../../src/tree/store.js";
 import { startPtyPair, type PtyPair } from "../helpers/pty.js";
 
 const SERVER_ID = "gw";
 const CLIENT_SECRET = "client-secret";
 const SERVER_SECRET = "server-secret";
-const ZERO = new Uint8Array(4);
 
 function ptyFds(): string[] {
   const out: string[] = [];
@@ -47,103 +42,6 @@ async function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): Pro
   while (!cond()) {
     if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-type Outcome =
-  | { readonly kind: "replied"; readonly outcome: SessionOutcome }
-  | { readonly kind: "failed"; readonly status: number; readonly reason: string };
-
-/** The DM server side: one ServerSession per port address, nonces kept per device. */
-class TestCore {
-  readonly #sessions = new Map<string, { session: ServerSession; done: (o: SessionOutcome) => void }>();
-  readonly #nonces = new Map<string, { client: Uint8Array; server: Uint8Array }>();
-
-  readonly handler: DeviceMessageHandler = (from, message): Promise<DeviceAnswer> => {
-    const entry = this.#sessions.get(from.address);
-    if (entry === undefined) return Promise.resolve({ kind: "refused", status: 404, reason: "no session" });
-    const step = entry.session.receive(message.body, message.contentType, message.headers);
-    if (step.kind === "reply") {
-      return Promise.resolve({
-        kind: "reply",
-        message: { body: step.body, contentType: step.contentType, headers: step.headers },
-      });
-    }
-    this.#sessions.delete(from.address);
-    entry.done(step.outcome);
-    return Promise.resolve(
-      step.reply === undefined
-        ? { kind: "ended" }
-        : {
-            kind: "reply",
-            message: {
-              body: step.reply.body,
-              contentType: step.reply.contentType,
-              headers: step.reply.headers,
-            },
-          },
-    );
-  };
-
-  async execute(
-    driver: SerialDriver,
-    address: string,
-    deviceId: string,
-    commands: readonly Command[],
-    timeoutMs: number,
-  ): Promise<Outcome> {
-    const n = 1 + (randomBytes(2).readUInt16BE(0) % 0xfffe);
-    const nonces = this.#nonces.get(deviceId) ?? { client: ZERO, server: ZERO };
-    const session = new ServerSession({
-      serverUri: SERVER_ID,
-      expectedDevice: deviceId,
-      clientAuth: { scheme: "md5", name: deviceId, secret: CLIENT_SECRET },
-      serverAuth: { scheme: "md5", name: SERVER_ID, secret: SERVER_SECRET },
-      clientNonce: nonces.client,
-      serverNonce: nonces.server,
-      randomBytes: (k) => new Uint8Array(randomBytes(k)),
-      initiation: { sessionId: sessionIdText(n) },
-    });
-    session.enqueue(commands);
-    let timer: NodeJS.Timeout | undefined;
-    const outcome = new Promise<Outcome>((resolve) => {
-      this.#sessions.set(address, {
-        session,
-        done: (o) => {
-          this.#nonces.set(deviceId, { client: o.nextClientNonce, server: o.nextServerNonce });
-          if (o.error !== undefined) {
-            const status =
-              o.error.code === "auth-failed" || o.error.code === "server-auth-rejected" ? 401 : 502;
-            resolve({ kind: "failed", status, reason: o.error.reason });
-          } else resolve({ kind: "replied", outcome: o });
-        },
-      });
-      timer = setTimeout(() => {
-        this.#sessions.delete(address);
-        resolve({ kind: "failed", status: 504, reason: "no answer in time" });
-      }, timeoutMs);
-    });
-    const pkg0 = buildPackage0(
-      {
-        version: 11,
-        uiMode: "not-specified",
-        initiator: "server",
-        sessionId: n,
-        serverId: SERVER_ID,
-        vendorSpecific: new Uint8Array(0),
-      },
-      { serverId: SERVER_ID, password: SERVER_SECRET, nonce: nonces.server },
-    );
-    try {
-      await driver.notify({ transport: "serial", address }, pkg0);
-    } catch (e) {
-      clearTimeout(timer);
-      this.#sessions.delete(address);
-      return { kind: "failed", status: 503, reason: e instanceof Error ? e.message : String(e) };
-    }
-    const result = await outcome;
-    clearTimeout(timer);
-    return result;
   }
 }
 
@@ -177,19 +75,47 @@ describe("serial proxy driver over socat pty pairs", function () {
 
   interface Rig {
     readonly driver: SerialDriver;
-    readonly core: TestCore;
+    readonly proxy: ProxySessions;
     readonly states: DriverState[];
     readonly log: MemoryLogger;
     readonly seen: string[];
     readonly lost: string[];
+    /** Every session ProxySessions finished: the device, the port it came from, its outcome. */
+    readonly sessions: { deviceId: string; from: DeviceAddress; outcome: SessionOutcome }[];
+    /** One session through the gateway's core with the device on `port`. */
+    readonly execute: (
+      port: string,
+      deviceId: string,
+      commands: readonly Command[],
+      timeoutMs: number,
+    ) => Promise<DeviceOutcome>;
   }
 
-  function rig(config: SerialDriverConfig): Rig {
-    const core = new TestCore();
+  /** The gateway side: the serial driver feeding ProxySessions, which holds accounts for `deviceIds`. */
+  function rig(config: SerialDriverConfig, deviceIds: readonly string[] = []): Rig {
+    const store = Store.open(":memory:");
+    const accounts = new StoredDeviceAccounts(store);
+    for (const deviceId of deviceIds) {
+      accounts.put({
+        deviceId,
+        serverId: SERVER_ID,
+        clientAuth: { scheme: "md5", name: deviceId, secret: CLIENT_SECRET },
+        serverAuth: { scheme: "md5", name: SERVER_ID, secret: SERVER_SECRET },
+      });
+    }
+    const sessions: Rig["sessions"] = [];
+    const log = new MemoryLogger("dmgw:drv:serial");
+    const proxy = new ProxySessions({
+      accounts,
+      serverUri: SERVER_ID,
+      log: new MemoryLogger("dmgw:southbound:proxy"),
+      onSession: (deviceId, from, outcome) => {
+        sessions.push({ deviceId, from, outcome });
+      },
+    });
     const states: DriverState[] = [];
     const seen: string[] = [];
     const lost: string[] = [];
-    const log = new MemoryLogger("dmgw:drv:serial");
     const abort = new AbortController();
     const ctx: ProxyDriverContext = {
       log,
@@ -203,11 +129,30 @@ describe("serial proxy driver over socat pty pairs", function () {
       onDeviceLost: (d) => {
         lost.push(d.address);
       },
-      onMessage: core.handler,
+      onMessage: proxy.handler,
     };
     const driver = new SerialDriver(config, ctx);
-    cleanups.push(() => driver.stop());
-    return { driver, core, states, log, seen, lost };
+    proxy.attach(driver);
+    cleanups.push(
+      () => {
+        store.close();
+      },
+      () => driver.stop(),
+      () => {
+        proxy.close();
+      },
+    );
+    return {
+      driver,
+      proxy,
+      states,
+      log,
+      seen,
+      lost,
+      sessions,
+      execute: (port, deviceId, commands, timeoutMs) =>
+        proxy.execute({ deviceId, address: { transport: "serial", address: port } }, commands, { timeoutMs }),
+    };
   }
 
   async function pair(dir?: string): Promise<PtyPair> {
@@ -235,7 +180,9 @@ describe("serial proxy driver over socat pty pairs", function () {
 
   it("runs a full proxy session: Pkg#0 in an OBEX Put, Package 1..n as Put/Get, results back", async () => {
     const pty = await pair();
-    const { driver, core, states, seen } = rig({ ports: [{ path: pty.a, deviceId: "sim-1" }] });
+    const { driver, execute, states, seen, sessions } = rig({ ports: [{ path: pty.a, deviceId: "sim-1" }] }, [
+      "sim-1",
+    ]);
     const { sim } = await simOn(pty.b, device("sim-1"));
     await driver.start();
     assert.equal(driver.state, "ready");
@@ -244,10 +191,10 @@ describe("serial proxy driver over socat pty pairs", function () {
     assert.deepEqual(seen, [pty.a]);
 
     const started = Date.now();
-    const r = await core.execute(driver, pty.a, "sim-1", [GET_MAN, REPLACE_SETTING], 10_000);
+    const r = await execute(pty.a, "sim-1", [GET_MAN, REPLACE_SETTING], 10_000);
     const elapsed = Date.now() - started;
     if (r.kind === "failed") assert.fail(`${r.status}: ${r.reason}`);
-    const [get, replace] = r.outcome.commands;
+    const [get, replace] = r.records;
     assert.equal(get?.status, 200);
     assert.deepEqual(get.results[0]?.items[0]?.data, { kind: "text", text: "SimCo" });
     assert.equal(replace?.status, 200);
@@ -257,14 +204,23 @@ describe("serial proxy driver over socat pty pairs", function () {
     console.log(`      (session of ${sim.reports[0].messages} device messages in ${elapsed} ms)`);
 
     // A second session on the same port (nonces carried over).
-    const again = await core.execute(driver, pty.a, "sim-1", [GET_MAN], 10_000);
+    const again = await execute(pty.a, "sim-1", [GET_MAN], 10_000);
     assert.equal(again.kind, "replied", again.kind === "failed" ? again.reason : "");
     assert.deepEqual(states, ["starting", "ready"]);
+    // What the core saw of both sessions: the device on its port, authenticated, its DevInfo.
+    assert.deepEqual(
+      sessions.map((x) => [x.deviceId, x.from, x.outcome.initiatedBy, x.outcome.authenticated]),
+      [
+        ["sim-1", { transport: "serial", address: pty.a }, "server", true],
+        ["sim-1", { transport: "serial", address: pty.a }, "server", true],
+      ],
+    );
+    assert.equal(sessions[0]?.outcome.devInfo["Man"], "SimCo");
   });
 
   it("splits a large message over small OBEX packets (255 bytes) both ways", async () => {
     const pty = await pair();
-    const { driver, core, log } = rig({ ports: [{ path: pty.a }], maxPacketLength: 255 });
+    const { driver, execute, log } = rig({ ports: [{ path: pty.a }], maxPacketLength: 255 }, ["sim-big"]);
     const { sim } = await simOn(pty.b, device("sim-big"), 255);
     await driver.start();
     const big = "7".repeat(3000);
@@ -279,10 +235,10 @@ describe("serial proxy driver over socat pty pairs", function () {
         },
       ],
     };
-    const r = await core.execute(driver, pty.a, "sim-big", [replace, GET_MAN], 15_000);
+    const r = await execute(pty.a, "sim-big", [replace, GET_MAN], 15_000);
     if (r.kind === "failed") assert.fail(`${r.status}: ${r.reason}`);
-    assert.ok(r.outcome.commands[0]?.status !== undefined);
-    assert.equal(r.outcome.commands[1]?.status, 200);
+    assert.ok(r.records[0]?.status !== undefined);
+    assert.equal(r.records[1]?.status, 200);
     await sim.idle();
     assert.equal(sim.reports[0]?.ok, true, sim.reports[0]?.reason);
     // Every packet either side wrote fits 255 bytes, and the big message took many of them.
@@ -299,20 +255,23 @@ describe("serial proxy driver over socat pty pairs", function () {
   ] as const) {
     it(`a ${failure} device ends with ${status} within the timeout`, async () => {
       const pty = await pair();
-      const { driver, core } = rig({ ports: [{ path: pty.a }], responseTimeoutMs: 2000 });
+      const { driver, execute, proxy } = rig({ ports: [{ path: pty.a }], responseTimeoutMs: 2000 }, [
+        `sim-${failure}`,
+      ]);
       await simOn(pty.b, device(`sim-${failure}`, failure));
       await driver.start();
       const started = Date.now();
-      const r = await core.execute(driver, pty.a, `sim-${failure}`, [GET_MAN], 2500);
+      const r = await execute(pty.a, `sim-${failure}`, [GET_MAN], 2500);
       assert.ok(r.kind === "failed", "expected a failure");
       assert.equal(r.status, status, r.reason);
       assert.ok(Date.now() - started < 3500);
+      assert.equal(proxy.active, 0, "the failed session is closed");
     });
   }
 
   it("skips line garbage before the device's packets", async () => {
     const pty = await pair();
-    const { driver, core, log } = rig({ ports: [{ path: pty.a }] });
+    const { driver, execute, log } = rig({ ports: [{ path: pty.a }] }, ["sim-noise"]);
     await driver.start();
     const noise = await openSerialLink({ path: pty.b });
     const w = noise.writable.getWriter();
@@ -320,7 +279,7 @@ describe("serial proxy driver over socat pty pairs", function () {
     w.releaseLock();
     await noise.close();
     await simOn(pty.b, device("sim-noise"));
-    const r = await core.execute(driver, pty.a, "sim-noise", [GET_MAN], 10_000);
+    const r = await execute(pty.a, "sim-noise", [GET_MAN], 10_000);
     assert.equal(r.kind, "replied", r.kind === "failed" ? r.reason : "");
     await waitFor("the discard logged", () => log.records.some((x) => x.text.includes("discarded")));
   });
@@ -331,18 +290,21 @@ describe("serial proxy driver over socat pty pairs", function () {
       rmSync(dir, { recursive: true, force: true });
     });
     const first = await pair(dir);
-    const { driver, core, states, seen, lost } = rig({
-      ports: [{ path: first.a }],
-      reconnect: { initialMs: 50, maxMs: 200 },
-      responseTimeoutMs: 1000,
-    });
+    const { driver, execute, states, seen, lost } = rig(
+      {
+        ports: [{ path: first.a }],
+        reconnect: { initialMs: 50, maxMs: 200 },
+        responseTimeoutMs: 1000,
+      },
+      ["sim-cable"],
+    );
     const dev = device("sim-cable");
     const one = await simOn(first.b, dev);
     await driver.start();
     await first.stop();
     await waitFor("degraded", () => driver.state === "degraded");
     assert.deepEqual(lost, [first.a]);
-    const down = await core.execute(driver, first.a, "sim-cable", [GET_MAN], 1000);
+    const down = await execute(first.a, "sim-cable", [GET_MAN], 1000);
     assert.ok(down.kind === "failed" && down.status === 503);
     await one.sim.close();
 
@@ -351,7 +313,7 @@ describe("serial proxy driver over socat pty pairs", function () {
     const link = await openSerialLink({ path: second.b });
     const sim2 = new SerialDeviceSimulator(link, { device: dev });
     cleanups.push(() => sim2.close());
-    const r = await core.execute(driver, second.a, "sim-cable", [GET_MAN], 10_000);
+    const r = await execute(second.a, "sim-cable", [GET_MAN], 10_000);
     assert.equal(r.kind, "replied", r.kind === "failed" ? r.reason : "");
     assert.deepEqual(states, ["starting", "ready", "degraded", "ready"]);
     assert.deepEqual(seen, [first.a, first.a]);
@@ -362,13 +324,14 @@ describe("serial proxy driver over socat pty pairs", function () {
     const before = ptyFds();
     const resourcesBefore = process.getActiveResourcesInfo();
     const pty = await startPtyPair();
-    const { driver, core } = rig({ ports: [{ path: pty.a }] });
+    const { driver, execute, proxy } = rig({ ports: [{ path: pty.a }] }, ["sim-stop"]);
     const dev = device("sim-stop");
     const link = await openSerialLink({ path: pty.b });
     const sim = new SerialDeviceSimulator(link, { device: dev });
     await driver.start();
-    const r = await core.execute(driver, pty.a, "sim-stop", [GET_MAN], 10_000);
+    const r = await execute(pty.a, "sim-stop", [GET_MAN], 10_000);
     assert.equal(r.kind, "replied");
+    assert.equal(proxy.active, 0);
     await Promise.all([driver.stop(), driver.stop()]);
     await driver.stop();
     assert.equal(driver.state, "stopped");

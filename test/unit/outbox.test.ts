@@ -376,7 +376,7 @@ describe("AlertOutbox", () => {
         assert.deepEqual(texts(again), ["b", "c"]);
         assert.equal(again.pending(SRV)[0]?.attempts, 1);
         assert.equal(again.stats().dropped, 1);
-        assert.equal(second.schemaVersion, 2, "the outbox tables come from migration 2 of the store");
+        assert.ok(second.schemaVersion >= 2, "the outbox tables come from migration 2 of the store");
         const more = again.enqueue(alert("d"));
         assert.ok(!ids.includes(more.id), "ids of a previous run are not reused");
         assert.deepEqual(texts(new AlertOutbox(second, LARGE)), ["c", "d"]);

@@ -1,0 +1,204 @@
+/**
+ * The device side of the southbound bench (southbound.bench.ts), in a process of its own so that the
+ * bench process holds the gateway side alone: simulated DM-client devices (`SimulatedDevice`, the
+ * real client session code, shipped dist/ build) on one binding.
+ *
+ *   node --import tsx test/bench/southbound-devices.ts '<DevicesConfig as JSON>'
+ *     stdout: one JSON line per device, {"deviceId","address":{"transport","address"}} (where the
+ *             gateway notifies it), then {"ready":<devices>}; when stopped, {"done":{"ok","failed",
+ *             "reasons"}} (the devices' own session reports)
+ *     stops on stdin's end or SIGTERM/SIGINT
+ *
+ * Each device's credentials are `enrolledAccount(deviceId, enrolment)`: the bench stores the same
+ * accounts on the gateway side, so the two processes agree without exchanging secrets.
+ *
+ *   mqtt    MqttDeviceFleet (drivers/mqtt/sim.ts) on the broker at `url`, `connections` MQTT connections
+ *   http    HttpDeviceFleet (drivers/http/sim.ts): a UDP socket per device for the WSP Push, POSTs
+ *           to the gateway's endpoint over one keep-alive agent
+ *   serial  a SerialDeviceSimulator (drivers/serial/sim.ts) per port, on the device end of a pty pair
+ */
+import { createInterface } from "node:readline";
+import { pathToFileURL } from "node:url";
+import type * as HttpSimModule from "../../drivers/http/sim.js";
+import type * as MqttSimModule from "../../drivers/mqtt/sim.js";
+import type * as SerialSimModule from "../../drivers/serial/sim.js";
+import type { DeviceAddress } from "../../drivers/driver.js";
+import type * as DeviceModule from "../../src/sim/dm-device.js";
+import type { DeviceSessionReport } from "../../src/sim/dm-device.js";
+import type * as AccountsModule from "../../src/southbound/device-accounts.js";
+import type { Enrolment } from "../../src/southbound/device-accounts.js";
+import { loadShipped } from "./shipped.js";
+
+export type DevicesConfig = { readonly enrolment: Enrolment } & (
+  | {
+      readonly transport: "mqtt";
+      readonly url: string;
+      readonly count: number;
+      readonly idPrefix: string;
+      readonly connections: number;
+    }
+  | { readonly transport: "http"; readonly gatewayUrl: string; readonly deviceIds: readonly string[] }
+  | {
+      readonly transport: "serial";
+      /** The device end of each pty pair; `address` is the gateway's end (what it notifies). */
+      readonly ports: readonly {
+        readonly deviceId: string;
+        readonly path: string;
+        readonly address: string;
+      }[];
+    }
+);
+
+/** The lines this process prints, one JSON object each. */
+export type DevicesLine =
+  | { readonly deviceId: string; readonly address: DeviceAddress }
+  | { readonly ready: number }
+  | { readonly done: { readonly ok: number; readonly failed: number; readonly reasons: readonly string[] } };
+
+/** dist/drivers/<relative>: `loadShipped` resolves below dist/src, the drivers are its sibling. */
+function loadShippedDriver<T>(relative: string): Promise<T> {
+  return loadShipped<T>(`../drivers/${relative}`);
+}
+
+interface Running {
+  readonly addresses: readonly { readonly deviceId: string; readonly address: DeviceAddress }[];
+  /** Resolves once no device is in a session. */
+  readonly idle: () => Promise<void>;
+  readonly stop: () => Promise<void>;
+}
+
+const stats = { ok: 0, failed: 0, reasons: [] as string[] };
+
+function record(deviceId: string, report: DeviceSessionReport | undefined): void {
+  if (report?.ok === true) {
+    stats.ok++;
+    return;
+  }
+  stats.failed++;
+  if (stats.reasons.length < 5) stats.reasons.push(`${deviceId}: ${report?.reason ?? "ignored the Pkg#0"}`);
+}
+
+async function startDevices(config: DevicesConfig): Promise<Running> {
+  const { enrolledAccount } = await loadShipped<typeof AccountsModule>("southbound/device-accounts.js");
+  const account = (deviceId: string): AccountsModule.NewDeviceAccount =>
+    enrolledAccount(deviceId, config.enrolment);
+  switch (config.transport) {
+    case "mqtt": {
+      const { MqttDeviceFleet } = await loadShippedDriver<typeof MqttSimModule>("mqtt/sim.js");
+      const fleet = new MqttDeviceFleet({
+        url: config.url,
+        count: config.count,
+        idPrefix: config.idPrefix,
+        connections: config.connections,
+        account,
+        onReport: record,
+      });
+      await fleet.start();
+      return {
+        addresses: fleet.ids.map((deviceId) => ({
+          deviceId,
+          address: { transport: "mqtt", address: deviceId },
+        })),
+        idle: () => fleet.idle(),
+        stop: () => fleet.stop(),
+      };
+    }
+    case "http": {
+      const { HttpDeviceFleet } = await loadShippedDriver<typeof HttpSimModule>("http/sim.js");
+      const fleet = new HttpDeviceFleet({
+        gatewayUrl: config.gatewayUrl,
+        devices: config.deviceIds.map((id) => {
+          const a = account(id);
+          return { deviceId: id, serverId: a.serverId, clientAuth: a.clientAuth, serverAuth: a.serverAuth };
+        }),
+      });
+      await fleet.start();
+      return {
+        addresses: config.deviceIds.map((deviceId) => ({ deviceId, address: fleet.address(deviceId) })),
+        idle: () => fleet.idle(),
+        stop: async () => {
+          await fleet.stop();
+          for (const deviceId of config.deviceIds) {
+            for (const report of fleet.reports(deviceId)) record(deviceId, report);
+          }
+        },
+      };
+    }
+    case "serial": {
+      const { SimulatedDevice } = await loadShipped<typeof DeviceModule>("sim/dm-device.js");
+      const { openSerialDeviceSimulator } = await loadShippedDriver<typeof SerialSimModule>("serial/sim.js");
+      const sims = await Promise.all(
+        config.ports.map(async (port) => {
+          const a = account(port.deviceId);
+          const device = new SimulatedDevice({
+            deviceId: port.deviceId,
+            serverId: a.serverId,
+            clientAuth: a.clientAuth,
+            serverAuth: a.serverAuth,
+          });
+          const sim = await openSerialDeviceSimulator(port.path, {
+            device,
+            onReport: (report) => {
+              record(port.deviceId, report);
+            },
+          });
+          return { sim, device };
+        }),
+      );
+      return {
+        addresses: config.ports.map((p) => ({
+          deviceId: p.deviceId,
+          address: { transport: "serial", address: p.address },
+        })),
+        idle: async () => {
+          await Promise.all(sims.map((s) => s.sim.idle()));
+        },
+        stop: async () => {
+          await Promise.all(sims.map((s) => s.sim.close()));
+          for (const s of sims) s.device.close();
+        },
+      };
+    }
+  }
+}
+
+function print(line: DevicesLine): void {
+  process.stdout.write(`${JSON.stringify(line)}\n`);
+}
+
+async function main(argv: readonly string[]): Promise<void> {
+  const [json] = argv;
+  if (json === undefined) {
+    process.stderr.write("usage: southbound-devices.ts '<DevicesConfig JSON>' (see southbound.bench.ts)\n");
+    process.exitCode = 2;
+    return;
+  }
+  const config = JSON.parse(json) as DevicesConfig;
+  // Told to stop before the devices were up: stop right after they are.
+  let stopRequested!: () => void;
+  const stopping = new Promise<void>((resolve) => {
+    stopRequested = resolve;
+  });
+  process.once("SIGTERM", stopRequested);
+  process.once("SIGINT", stopRequested);
+  createInterface({ input: process.stdin }).once("close", stopRequested);
+  const running = await startDevices(config);
+  for (const a of running.addresses) print(a);
+  print({ ready: running.addresses.length });
+  await stopping;
+  // Bounded: a device stuck in a session must not keep the process alive.
+  setTimeout(() => process.exit(), 8000).unref();
+  // The gateway's last answers may still be on their way: let the sessions finish (at most 3 s).
+  await Promise.race([running.idle(), new Promise((resolve) => setTimeout(resolve, 3000).unref())]);
+  await running.stop();
+  print({ done: stats });
+  process.exit();
+}
+
+const entry = process.argv[1];
+if (entry !== undefined && import.meta.url === pathToFileURL(entry).href) {
+  main(process.argv.slice(2)).catch((e: unknown) => {
+    process.stderr.write(`southbound-devices: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exit(1);
+  });
+}
