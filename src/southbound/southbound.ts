@@ -186,6 +186,7 @@ export class Southbound {
   async stop(): Promise<void> {
     this.proxy.close();
     await Promise.all(this.drivers.map((d) => d.stop().catch(() => undefined)));
+    this.accounts.flush();
   }
 
   async #execute(
