@@ -289,6 +289,14 @@ function readCredentials(tree: DmTree, account: SessionAccount): Credentials {
  * known, so the stored server nonce stays (a mismatch is repaired by the next challenge).
  */
 function persist(o: ManagementSessionOptions, outcome: ClientOutcome, what: "all" | "received"): void {
+  // No fsync of its own (Store.relaxed): losing it to a power cut costs a resent alert and one
+  // challenge, and the server's commands were already durable before their Status went out.
+  o.tree.store.relaxed(() => {
+    persistNow(o, outcome, what);
+  });
+}
+
+function persistNow(o: ManagementSessionOptions, outcome: ClientOutcome, what: "all" | "received"): void {
   o.tree.transaction(() => {
     o.outbox.acknowledge(outcome.alertsAcknowledged);
     const nonces: [string, Uint8Array][] = [[CLIENT_AUTH_NAME, outcome.nonces.client]];

@@ -95,10 +95,12 @@ export class StoredDeviceAccounts implements DeviceAccounts {
   readonly #pendingNonces = new Map<string, Nonces>();
   #flushTimer: NodeJS.Timeout | undefined;
   readonly #db: Database.Database;
+  readonly #store: Store;
 
   constructor(store: Store) {
     const db = store.db;
     this.#db = db;
+    this.#store = store;
     this.#get = db.prepare(`SELECT * FROM device_account WHERE device_id = ?`);
     this.#put = db.prepare(
       `INSERT OR REPLACE INTO device_account (device_id, server_id, client_scheme, client_name,
@@ -169,7 +171,9 @@ export class StoredDeviceAccounts implements DeviceAccounts {
     if (this.#pendingNonces.size === 0 || !this.#db.open) return;
     const batch = [...this.#pendingNonces];
     this.#pendingNonces.clear();
-    this.#writeNonces(batch);
+    this.#store.relaxed(() => {
+      this.#writeNonces(batch);
+    });
   }
 
   remove(deviceId: string): boolean {

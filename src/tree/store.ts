@@ -281,6 +281,23 @@ export class Store {
     return this.db.pragma("user_version", { simple: true }) as number;
   }
 
+  /**
+   * Runs `fn` (which opens its own transaction) with `synchronous=NORMAL`: its COMMIT does not wait
+   * for the WAL fsync, so a power cut may roll it back; the next FULL commit makes it durable too.
+   * Only for writes that acknowledge nothing to anyone and that the protocol repairs when lost
+   * (nonces: one challenge; the outbox's acknowledgements: an alert sent again). Nested inside an
+   * open transaction it changes nothing (SQLite cannot change the mode there).
+   */
+  relaxed<T>(fn: () => T): T {
+    if (this.db.inTransaction) return fn();
+    this.db.pragma("synchronous = NORMAL");
+    try {
+      return fn();
+    } finally {
+      this.db.pragma("synchronous = FULL");
+    }
+  }
+
   close(): void {
     if (this.db.open) this.db.close();
   }

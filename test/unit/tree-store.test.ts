@@ -285,6 +285,26 @@ describe("Store.open on a good file", () => {
     }
   });
 
+  it("relaxed() runs without the commit fsync and restores synchronous=FULL, also after a throw", () => {
+    const store = Store.open(tmp.file("relaxed.db"));
+    try {
+      let inside = -1;
+      store.relaxed(() => {
+        inside = store.db.pragma("synchronous", { simple: true }) as number;
+      });
+      assert.equal(inside, 1, "NORMAL inside");
+      assert.equal(store.db.pragma("synchronous", { simple: true }), 2, "FULL after");
+      assert.throws(() =>
+        store.relaxed(() => {
+          throw new Error("boom");
+        }),
+      );
+      assert.equal(store.db.pragma("synchronous", { simple: true }), 2, "FULL after a throw");
+    } finally {
+      store.close();
+    }
+  });
+
   it("a version-2 file (before the southbound tables) is upgraded in place, its data kept", () => {
     const file = tmp.file("v2.db");
     const old = Store.open(file);
