@@ -81,4 +81,26 @@ export interface MoPlugin {
   read?(path: string, segments: readonly string[]): NodeValue | undefined;
   /** Exec on a node of this MO. Without it, Exec answers 405. */
   exec?(request: ExecRequest): ExecOutcome;
+  /**
+   * Checks a value a server writes (Add or Replace of a leaf): a status to refuse it with (404 for
+   * a reference to something that does not exist, 400 for a malformed value), undefined to accept.
+   * Runs after the ACL and format checks, before anything is written.
+   */
+  check?(request: ValueCheck): number | undefined;
+  /**
+   * The nodes the MO's DDF puts under a node a server just added (a job's Start and Status, say):
+   * written in the same transaction, skipped where they exist already. Called once per node the
+   * Add created (implicit ancestors included), parents first.
+   */
+  added?(path: string, segments: readonly string[]): readonly NodeSpec[];
+}
+
+/** A server's write of a leaf, as `MoPlugin.check` sees it. */
+export interface ValueCheck {
+  readonly command: "Add" | "Replace";
+  readonly path: string;
+  readonly segments: readonly string[];
+  readonly serverId: string;
+  readonly format: NodeFormat;
+  readonly value: NodeValue | undefined;
 }

@@ -271,6 +271,10 @@ export class DmTree {
       }
       policies.push(policy);
     }
+    if (format !== "node") {
+      const refused = this.#check("Add", serverId, u.segments, format, input.value);
+      if (refused !== undefined) return refused;
+    }
     const parentMayReplace = aclGrants(ancestorAcl, "Replace", serverId);
     const now = this.#now();
     let parentId = ancestor.id;
@@ -298,6 +302,7 @@ export class DmTree {
       });
     }
     this.store.touch(ancestor.id, now);
+    for (let i = rows.length - 1; i < u.segments.length; i++) this.#added(u.segments.slice(0, i + 1));
     return ok;
   }
 
@@ -355,6 +360,8 @@ export class DmTree {
     if (format === "node") return fail(StatusCode.CommandNotAllowed, "a leaf cannot become interior");
     const checked = checkValue(format, input.value);
     if (checked !== undefined) return checked;
+    const refused = this.#check("Replace", serverId, u.segments, format, input.value);
+    if (refused !== undefined) return refused;
     this.store.setValue(node.id, FORMAT_CODE.get(format) ?? 0, storedValue(input.value), this.#now());
     if (input.type !== undefined && input.type !== node.type) this.store.setType(node.id, input.type);
     return ok;
@@ -593,12 +600,27 @@ export class DmTree {
     return this.#plugins.find((p) => path === p.root || path.startsWith(`${p.root}/`));
   }
 
+  #check(
+    command: "Add" | "Replace",
+    serverId: string,
+    segments: readonly string[],
+    format: NodeFormat,
+    value: NodeValue | undefined,
+  ): TreeStatus | undefined {
+    const path = pathOfSegments(segments);
+    const status = this.#pluginFor(path)?.check?.({ command, path, segments, serverId, format, value });
+    return status === undefined ? undefined : fail(status, `the MO refused the value of ${path}`);
+  }
+
+  /** Writes what the owning MO's DDF puts under a node just added (existing nodes are kept). */
+  #added(segments: readonly string[]): void {
+    const path = pathOfSegments(segments);
+    const specs = this.#pluginFor(path)?.added?.(path, segments) ?? [];
+    for (const spec of specs) if (this.read(spec.path) === undefined) this.write(spec);
+  }
+
   #policy(segments: readonly string[]): NodePolicy | undefined {
-    const path =
-      segments.length === 0
-        ? "."
-        : `./${segments.map((s) => s.replace(/%/g, "%25").replace(/\//g, "%2F")).join("/")}`;
-    return this.#pluginFor(path)?.policyFor?.(segments);
+    return this.#pluginFor(pathOfSegments(segments))?.policyFor?.(segments);
   }
 
   #pathOf(row: NodeRow): string {
@@ -776,6 +798,13 @@ export class DmTree {
  * An ACL is inherited as a whole, so without Get the creator could not read back what it created;
  * granting it adds no right to anyone else.
  */
+/** The canonical path of decoded segments (`%` and `/` escaped as in DM URIs). */
+function pathOfSegments(segments: readonly string[]): string {
+  return segments.length === 0
+    ? "."
+    : `./${segments.map((s) => s.replace(/%/g, "%25").replace(/\//g, "%2F")).join("/")}`;
+}
+
 function creatorAclText(serverId: string): string {
   const acl = new Map(creatorAcl(serverId));
   acl.set("Get", [serverId]);

@@ -1505,3 +1505,50 @@ describe("DmTree gateway-side read/write/remove/childNames (no ACL)", () => {
     assert.equal(text(tree.read("./H")?.value), "x");
   });
 });
+
+describe("MO hooks: check and added", () => {
+  const SERVER = "srv1";
+  function jobsTree(): DmTree {
+    const tree = new DmTree(Store.open(":memory:"), {
+      plugins: [
+        {
+          id: "jobs",
+          root: "./Jobs",
+          seed: () => [
+            { path: "./Jobs", format: "node", acl: `Add=${SERVER}&Get=${SERVER}&Replace=${SERVER}` },
+          ],
+          check: (r) => (r.segments.at(-1) === "Ref" && r.value !== "known" ? 404 : undefined),
+          added: (path, segments) =>
+            segments.length === 2
+              ? [
+                  { path: `${path}/Status`, format: "chr", value: "Idle", access: Access.Get },
+                  { path: `${path}/Start`, format: "null", access: Access.Exec },
+                ]
+              : [],
+        },
+      ],
+    });
+    tree.seed();
+    return tree;
+  }
+
+  it("a value the MO refuses is answered with its status and nothing is written (Add and Replace)", () => {
+    const tree = jobsTree();
+    assert.equal(tree.add(SERVER, "./Jobs/j1/Ref", { format: "chr", value: "unknown" }).status, 404);
+    assert.equal(tree.read("./Jobs/j1"), undefined, "not even the implicit parent");
+    assert.equal(tree.add(SERVER, "./Jobs/j1/Ref", { format: "chr", value: "known" }).status, 200);
+    assert.equal(tree.replace(SERVER, "./Jobs/j1/Ref", { value: "other" }).status, 404);
+    assert.equal(tree.read("./Jobs/j1/Ref")?.value, "known");
+  });
+
+  it("the DDF children of an added node are written once, also under an implicit ancestor", () => {
+    const tree = jobsTree();
+    assert.equal(tree.add(SERVER, "./Jobs/j2/Ref", { format: "chr", value: "known" }).status, 200);
+    assert.equal(tree.read("./Jobs/j2/Status")?.value, "Idle");
+    assert.equal(tree.read("./Jobs/j2/Start")?.format, "null");
+    tree.write({ path: "./Jobs/j2/Status", format: "chr", value: "InProgress", access: Access.Get });
+    assert.equal(tree.add(SERVER, "./Jobs/j2/Other", { format: "chr", value: "x" }).status, 200);
+    assert.equal(tree.read("./Jobs/j2/Status")?.value, "InProgress", "an existing child is kept");
+    assert.equal(tree.replace(SERVER, "./Jobs/j2/Status", { value: "Done" }).status, 405, "Get-only");
+  });
+});
