@@ -17,6 +17,7 @@ import { SILENT_LOGGER, type Logger } from "../core/log.js";
 import type { NewAlert } from "../northbound/outbox.js";
 import type { Item } from "../syncml/index.js";
 import type { Store } from "../tree/store.js";
+import { childPath } from "../tree/uri.js";
 
 export type DeviceStatus = "attached" | "detached" | "unreachable";
 export type DeviceMode = "proxy" | "adaptation";
@@ -196,8 +197,7 @@ export class DeviceRegistry {
   /** The GwMO alert for every northbound server (protocol.md 1.4, 3.8). */
   #alert(type: string, device: DeviceRecord): void {
     const source =
-      this.#o.sourceOf?.(device.deviceId) ??
-      `./GwMO/Inventory/Devices/${encodeURIComponent(device.deviceId)}`;
+      this.#o.sourceOf?.(device.deviceId) ?? childPath("./GwMO/Inventory/Devices", device.deviceId);
     const item: Item = {
       source: { locUri: source },
       meta: { type: `${this.#o.alertRoot ?? GWMO_ALERT_ROOT}:${type}`, format: "chr", mark: "informational" },

@@ -108,6 +108,35 @@ const MIGRATIONS: readonly Migration[] = [
   ) WITHOUT ROWID;
     `,
   },
+  {
+    description: "the fan-out journal (fanout/journal.ts)",
+    sql: `
+  -- One row per fan-out job a server started: what to run, on which devices, and how it ended.
+  CREATE TABLE IF NOT EXISTS fanout_job (
+    job_path    TEXT PRIMARY KEY,
+    server_id   TEXT NOT NULL,
+    correlator  TEXT,
+    commands    BLOB NOT NULL,
+    options     TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    created     INTEGER NOT NULL,
+    finished    INTEGER,
+    alerted     INTEGER NOT NULL DEFAULT 0
+  ) WITHOUT ROWID;
+  -- One row per target device: pending, dispatched (its commands may have reached it) or done.
+  CREATE TABLE IF NOT EXISTS fanout_device (
+    job_path   TEXT NOT NULL,
+    device_id  TEXT NOT NULL,
+    n          INTEGER NOT NULL,
+    state      TEXT NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    status     INTEGER,
+    PRIMARY KEY (job_path, device_id)
+  ) WITHOUT ROWID;
+  CREATE INDEX IF NOT EXISTS fanout_device_state ON fanout_device(job_path, state);
+    `,
+  },
 ];
 
 /** A row of the node table. */

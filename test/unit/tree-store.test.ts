@@ -239,7 +239,7 @@ describe("Store.open on a good file", () => {
     const store = Store.open(tmp.file("new.db"));
     try {
       assert.equal(store.db.pragma("application_id", { simple: true }), APPLICATION_ID);
-      assert.equal(store.schemaVersion, 3);
+      assert.equal(store.schemaVersion, 4);
       const root = store.nodeById(ROOT_ID);
       assert.equal(root?.name, "");
       assert.deepEqual(store.childNames(ROOT_ID), []);
@@ -278,7 +278,7 @@ describe("Store.open on a good file", () => {
     Store.open(file).close();
     const store = Store.open(file);
     try {
-      assert.equal(store.schemaVersion, 3);
+      assert.equal(store.schemaVersion, 4);
       assert.equal(store.db.prepare("SELECT count(*) FROM node").pluck().get(), 1);
     } finally {
       store.close();
@@ -314,7 +314,7 @@ describe("Store.open on a good file", () => {
     old.close();
     const store = Store.open(file, { create: false });
     try {
-      assert.equal(store.schemaVersion, 3);
+      assert.equal(store.schemaVersion, 4);
       assert.equal(text(new DmTree(store).read("./Kept")?.value), "yes");
       assert.equal(store.db.prepare("SELECT count(*) FROM device").pluck().get(), 0);
       assert.equal(store.db.prepare("SELECT count(*) FROM device_account").pluck().get(), 0);
@@ -328,7 +328,7 @@ describe("Store.open on a good file", () => {
     fs.writeFileSync(file, "");
     const store = Store.open(file, { create: false });
     try {
-      assert.equal(store.schemaVersion, 3);
+      assert.equal(store.schemaVersion, 4);
       assert.equal(store.db.pragma("application_id", { simple: true }), APPLICATION_ID);
       assert.ok(store.nodeById(ROOT_ID) !== undefined);
     } finally {
@@ -345,7 +345,7 @@ describe("Store.open on a good file", () => {
     db.close();
     const store = Store.open(file);
     try {
-      assert.equal(store.schemaVersion, 3);
+      assert.equal(store.schemaVersion, 4);
     } finally {
       store.close();
     }
@@ -354,7 +354,7 @@ describe("Store.open on a good file", () => {
   it(":memory: -> a usable store with the root node", () => {
     const store = Store.open(":memory:", { create: false });
     try {
-      assert.equal(store.schemaVersion, 3);
+      assert.equal(store.schemaVersion, 4);
       assert.ok(store.nodeById(ROOT_ID) !== undefined);
       assert.equal(store.fileBytes(), 0);
     } finally {
