@@ -2,6 +2,7 @@
 export * from "./model.js";
 export * from "./constants.js";
 export * from "./codec.js";
+export * from "./fragment.js";
 export { DEFAULT_LIMITS, type DecodeLimits, type Element, type Node } from "./element.js";
 export { decodeXmlElement, repairBareAmpersands } from "./xml-decode.js";
 export { encodeXmlElement, type XmlEncodeOptions } from "./xml-encode.js";
