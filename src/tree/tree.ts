@@ -596,8 +596,14 @@ export class DmTree {
     return node.access === null || (node.access & access) !== 0;
   }
 
+  /** The plugin with the longest root that is `path` or one of its ancestors (MOs may nest). */
   #pluginFor(path: string): MoPlugin | undefined {
-    return this.#plugins.find((p) => path === p.root || path.startsWith(`${p.root}/`));
+    let best: MoPlugin | undefined;
+    for (const p of this.#plugins) {
+      if ((path === p.root || path.startsWith(`${p.root}/`)) && p.root.length > (best?.root.length ?? -1))
+        best = p;
+    }
+    return best;
   }
 
   #check(
