@@ -10,6 +10,7 @@ import { AlertOutbox, type NewAlert } from "../../src/northbound/outbox.js";
 import type { SessionAccount } from "../../src/northbound/session-runner.js";
 import type { DeviceSettings } from "../../src/sim/dm-server.js";
 import type { Command } from "../../src/syncml/index.js";
+import type { MoPlugin } from "../../src/tree/plugin.js";
 import { Store } from "../../src/tree/store.js";
 import { DmTree } from "../../src/tree/tree.js";
 import { testIdentity } from "./gateway.js";
@@ -35,6 +36,8 @@ export interface NorthboundGateway {
 export interface NorthboundGatewayOptions {
   readonly maxCount?: number;
   readonly maxBytes?: number;
+  /** More MO plugins beside the standard ones (the GwMO objects, say). */
+  readonly plugins?: readonly MoPlugin[];
 }
 
 /**
@@ -65,7 +68,7 @@ export function openNorthboundGateway(
           nonce: Buffer.from(NB_START_NONCES.server).toString("base64"),
         },
       },
-    ]),
+    ]).concat(options.plugins ?? []),
   });
   tree.seed();
   if (tree.read("./Vendor") === undefined) {
