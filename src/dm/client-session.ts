@@ -534,9 +534,23 @@ export class ClientSession {
     // Instead each command is encoded alone once and the sizes are summed; only when that estimate
     // comes near the limit is the candidate message encoded whole (exact, as the limit demands).
     // The slack covers what encoding alone cannot see (a WBXML page switch between commands).
-    const base = size([], true);
+    // The common case first: everything fits in one message, encoded once and sent as it is.
+    let whole: Uint8Array | undefined;
+    if (this.#largeOut === undefined && this.#outbox.length > 0) {
+      const before = this.#cmdId;
+      const all = [...sent, ...this.#outbox.map(numbered)];
+      const body = encodeMessage({ version: "1.2", hdr, body: { commands: all, final } }, this.#o.encoding);
+      if (body.length <= limit) {
+        sent.splice(0, sent.length, ...all);
+        this.#outbox = [];
+        whole = body;
+      } else {
+        this.#cmdId = before;
+      }
+    }
+    const base = whole === undefined ? size([], true) : 0;
     const slack = (count: number): number => 32 + 4 * count;
-    let estimate = size(sent, true);
+    let estimate = whole === undefined ? size(sent, true) : 0;
     while (this.#outbox.length > 0) {
       const next = this.#outbox[0];
       if (next === undefined) break;
@@ -585,7 +599,7 @@ export class ClientSession {
     }
     const isLast = this.#outbox.length === 0 && final;
     const message: SyncMLMessage = { version: "1.2", hdr, body: { commands: sent, final: isLast } };
-    const body = encodeMessage(message, this.#o.encoding);
+    const body = whole ?? encodeMessage(message, this.#o.encoding);
     const headers: Record<string, string> = {};
     const auth = this.#o.account.client;
     if (auth.scheme === "hmac") {
