@@ -20,6 +20,7 @@ import dgram from "node:dgram";
 import http from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { ErrorCode, GatewayError } from "../../src/core/errors.js";
+import { readBoundedBody } from "../../src/core/http-body.js";
 import { encodingForContentType, MIME_DM_NOTIFICATION } from "../../src/syncml/index.js";
 import { APP_ID_SYNCML_DM, encodeWspPush, WAP_PUSH_PORT } from "../../src/syncml/wsp-push.js";
 import type { DeviceAddress, DeviceAnswer, DriverState, ProxyDriver, ProxyDriverContext } from "../driver.js";
@@ -284,20 +285,9 @@ export class HttpDriver implements ProxyDriver {
 
   /** The body, or a 413 once it passes the limit. */
   async #readBody(req: http.IncomingMessage): Promise<Uint8Array> {
-    const declared = Number(req.headers["content-length"]);
-    const tooLong = Number.isFinite(declared) && declared > this.#maxBody;
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of req as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > this.#maxBody * DRAIN_FACTOR) {
-        req.destroy();
-        break;
-      }
-      if (!tooLong && size <= this.#maxBody) chunks.push(chunk);
-    }
-    if (tooLong || size > this.#maxBody) throw new Refusal(413, `body over ${this.#maxBody} bytes`);
-    return new Uint8Array(Buffer.concat(chunks));
+    const read = await readBoundedBody(req, this.#maxBody, DRAIN_FACTOR);
+    if (!read.ok) throw new Refusal(413, `body over ${this.#maxBody} bytes`);
+    return read.body;
   }
 
   #base(): string {

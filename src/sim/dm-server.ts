@@ -27,6 +27,7 @@
  *   client never reaches a session.
  */
 import { randomBytes as cryptoRandomBytes } from "node:crypto";
+import { readBoundedBody } from "../core/http-body.js";
 import dgram from "node:dgram";
 import http from "node:http";
 import https from "node:https";
@@ -446,20 +447,9 @@ export class DmServerSimulator {
 
   /** The body, or a 413 once it passes the limit (the rest drained so the client reads the 413). */
   async #readBody(req: http.IncomingMessage): Promise<Uint8Array> {
-    const declared = Number(req.headers["content-length"]);
-    const tooLong = Number.isFinite(declared) && declared > this.#maxBody;
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of req as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > this.#maxBody * DRAIN_FACTOR) {
-        req.destroy();
-        break;
-      }
-      if (!tooLong && size <= this.#maxBody) chunks.push(chunk);
-    }
-    if (tooLong || size > this.#maxBody) throw new HttpRefusal(413, `body over ${this.#maxBody} bytes`);
-    return new Uint8Array(Buffer.concat(chunks));
+    const read = await readBoundedBody(req, this.#maxBody, DRAIN_FACTOR);
+    if (!read.ok) throw new HttpRefusal(413, `body over ${this.#maxBody} bytes`);
+    return read.body;
   }
 
   #newSession(deviceId: string, token: string): LiveSession {

@@ -29,17 +29,10 @@ import {
   openNorthboundGateway,
   type NorthboundGateway,
 } from "../helpers/northbound.js";
+import { waitFor } from "../helpers/wait.js";
 
 const GW = "dmgw-gw1";
 const JOB = "./GwMO/Fanout/job7";
-
-async function waitFor(what: string, cond: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 const add = (cmdId: string, uri: string, format: string, text: string): Command => ({
   kind: "Add",

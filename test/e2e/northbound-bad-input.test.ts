@@ -48,19 +48,12 @@ import {
   type ProxyExchange,
   type Tamper,
 } from "../helpers/tamper-proxy.js";
+import { waitFor } from "../helpers/wait.js";
 
 /** Our MaxMsgSize (and so the cap on each answer body). */
 const MAX_MSG_SIZE = 16_384;
 const SECRETS = [NB_CLCRED.secret, NB_SRVCRED.secret];
 const SYNCML_WBXML = "application/vnd.syncml.dm+wbxml";
-
-async function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

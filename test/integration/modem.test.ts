@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync, readdirSync, readlinkSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -15,6 +15,7 @@ import { Modem, type ModemState, type WapPush } from "../../board/modem/modem.js
 import { ModemSimulator, attachSimulator, wapPushPdus } from "../../board/modem/sim.js";
 import { bytesToHex } from "../../board/modem/sms-pdu.js";
 import { processAlive, startPtyPair, type PtyPair } from "../helpers/pty.js";
+import { ptyFds, waitFor } from "../helpers/wait.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -29,28 +30,6 @@ const PUSH = Uint8Array.from([
   0x87,
   ...Array.from({ length: 180 }, (_, i) => (i * 7) & 0xff),
 ]);
-
-/** This process's open file descriptors on ptys (Linux): the serial ports of both ends. */
-function ptyFds(): string[] {
-  const out: string[] = [];
-  for (const fd of readdirSync("/proc/self/fd")) {
-    try {
-      const target = readlinkSync(`/proc/self/fd/${fd}`);
-      if (target.startsWith("/dev/pts/")) out.push(`${fd} -> ${target}`);
-    } catch {
-      // The descriptor readdir itself used, closed by now.
-    }
-  }
-  return out;
-}
-
-async function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe("Modem over a socat pty pair", function () {
   this.timeout(20_000);

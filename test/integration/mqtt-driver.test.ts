@@ -14,6 +14,7 @@ import { ProxySessions, type DeviceOutcome } from "../../src/southbound/proxy-se
 import type { Command } from "../../src/syncml/index.js";
 import { Store } from "../../src/tree/store.js";
 import { startMosquitto, type Mosquitto } from "../helpers/mosquitto.js";
+import { waitFor } from "../helpers/wait.js";
 
 // The MQTT proxy driver against Debian's mosquitto and the project's device fleet (real DM client
 // sessions). The server side is the gateway's southbound core: ProxySessions, with the device
@@ -49,14 +50,6 @@ function replaceSetting(value: string): Command {
       },
     ],
   };
-}
-
-async function waitFor(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 interface Gateway {

@@ -37,14 +37,7 @@ import {
   type NorthboundGateway,
 } from "../helpers/northbound.js";
 import { startPtyPair, type PtyPair } from "../helpers/pty.js";
-
-async function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+import { waitFor } from "../helpers/wait.js";
 
 interface Session {
   readonly summary: SessionSummary;

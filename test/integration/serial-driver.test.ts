@@ -4,7 +4,7 @@
  * ProxySessions with its device accounts in an in-memory store. socat is required.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, readlinkSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { DeviceAddress, DriverState, ProxyDriverContext } from "../../drivers/driver.js";
@@ -19,31 +19,11 @@ import { ProxySessions, type DeviceOutcome } from "../../src/southbound/proxy-se
 import type { Command } from "../../src/syncml/index.js";
 import { Store } from "../../src/tree/store.js";
 import { startPtyPair, type PtyPair } from "../helpers/pty.js";
+import { ptyFds, waitFor } from "../helpers/wait.js";
 
 const SERVER_ID = "gw";
 const CLIENT_SECRET = "client-secret";
 const SERVER_SECRET = "server-secret";
-
-function ptyFds(): string[] {
-  const out: string[] = [];
-  for (const fd of readdirSync("/proc/self/fd")) {
-    try {
-      const target = readlinkSync(`/proc/self/fd/${fd}`);
-      if (target.startsWith("/dev/pts/")) out.push(`${fd} -> ${target}`);
-    } catch {
-      // The descriptor readdir itself used.
-    }
-  }
-  return out;
-}
-
-async function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 function device(deviceId: string, failure: DeviceFailure = "none"): SimulatedDevice {
   return new SimulatedDevice({

@@ -5,6 +5,7 @@ import { memoryLinkPair, type ByteLink, type MemoryLinkPair } from "../../src/co
 import { Modem, type ModemOptions, type ModemState, type WapPush } from "../../board/modem/modem.js";
 import { ModemSimulator, attachSimulator, wapPushPdus } from "../../board/modem/sim.js";
 import { bytesToHex, encodeSmsDeliver } from "../../board/modem/sms-pdu.js";
+import { waitFor } from "../helpers/wait.js";
 
 /** A WSP Push carrying a DM notification (protocol.md 5.3), long enough to need two SMS. */
 const PUSH = Uint8Array.from([
@@ -16,14 +17,6 @@ const PUSH = Uint8Array.from([
   0x87,
   ...Array.from({ length: 200 }, (_, i) => i & 0xff),
 ]);
-
-async function waitFor(what: string, cond: () => boolean, timeoutMs = 3000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 interface Harness {
   readonly sim: ModemSimulator;
