@@ -10,6 +10,17 @@ const REQUIRED = [
   { pkg: "socat", probe: "/usr/bin/socat", why: "serial tests on pty pairs (the modem simulator)" },
   { pkg: "openssl", probe: "/usr/bin/openssl", why: "HTTPS tests (a throwaway certificate)" },
   { pkg: "mosquitto", probe: "/usr/sbin/mosquitto", why: "MQTT driver tests (a real MQTT 5 broker)" },
+  {
+    pkg: "libcoap3-bin",
+    probe: "/usr/bin/coap-client-notls",
+    why: "CoAP interop tests (coap-client-notls, coap-server-notls)",
+  },
+  {
+    // Debian 12 ships the daemon in its own package (the `dbus` package before bookworm).
+    pkg: "dbus-daemon",
+    probe: "/usr/bin/dbus-daemon",
+    why: "BLE driver tests (a private system bus for node-ble and the fake org.bluez)",
+  },
 ];
 
 const missing = REQUIRED.filter((r) => !existsSync(r.probe));

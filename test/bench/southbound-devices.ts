@@ -15,10 +15,12 @@
  *   mqtt    MqttDeviceFleet (drivers/mqtt/sim.ts) on the broker at `url`, `connections` MQTT connections
  *   http    HttpDeviceFleet (drivers/http/sim.ts): a UDP socket per device for the WSP Push, POSTs
  *           to the gateway's endpoint over one keep-alive agent
+ *   coap    Lwm2mFleet (drivers/coap/sim.ts): LwM2M clients registered with the gateway at `server`
  *   serial  a SerialDeviceSimulator (drivers/serial/sim.ts) per port, on the device end of a pty pair
  */
 import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
+import type * as CoapSimModule from "../../drivers/coap/sim.js";
 import type * as HttpSimModule from "../../drivers/http/sim.js";
 import type * as MqttSimModule from "../../drivers/mqtt/sim.js";
 import type * as SerialSimModule from "../../drivers/serial/sim.js";
@@ -38,6 +40,12 @@ export type DevicesConfig = { readonly enrolment: Enrolment } & (
       readonly connections: number;
     }
   | { readonly transport: "http"; readonly gatewayUrl: string; readonly deviceIds: readonly string[] }
+  | {
+      readonly transport: "coap";
+      readonly server: { readonly address: string; readonly port: number };
+      readonly count: number;
+      readonly prefix: string;
+    }
   | {
       readonly transport: "serial";
       /** The device end of each pty pair; `address` is the gateway's end (what it notifies). */
@@ -122,6 +130,19 @@ async function startDevices(config: DevicesConfig): Promise<Running> {
             for (const report of fleet.reports(deviceId)) record(deviceId, report);
           }
         },
+      };
+    }
+    case "coap": {
+      const { Lwm2mFleet } = await loadShippedDriver<typeof CoapSimModule>("coap/sim.js");
+      const fleet = new Lwm2mFleet({ server: config.server, count: config.count, prefix: config.prefix });
+      await fleet.start();
+      return {
+        addresses: fleet.clients.map((c) => ({
+          deviceId: c.endpoint,
+          address: { transport: "coap", address: c.endpoint },
+        })),
+        idle: () => Promise.resolve(),
+        stop: () => fleet.stop(),
       };
     }
     case "serial": {

@@ -24,7 +24,11 @@
  * with an infinitely fast line; the bench counts the bytes on each line (both directions) and sets
  * them against the configured baud rate (8N1: baud / 10 bytes/s).
  *
- * Args: `--auth md5|hmac`, and binding names (`mqtt`, `http`, `serial`) to run only those.
+ * CoAP (issue #6 goal: >= 1,000 adapted Get/Replace per second on loopback): no DM session; a
+ * "session" is `CoapDriver.execute` on an LwM2M client (drivers/coap/sim.ts, in the device process):
+ * Get ./DevInfo/Man (Read /3/0/0) + Replace ./3/0/14 (Write), two confirmable CoAP exchanges in turn.
+ *
+ * Args: `--auth md5|hmac`, and binding names (`mqtt`, `http`, `serial`, `coap`) to run only those.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -32,7 +36,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import type { DeviceAddress, DriverState, ProxyDriver, ProxyDriverContext } from "../../drivers/driver.js";
+import type * as CoapDriverModule from "../../drivers/coap/driver.js";
+import type {
+  AdaptationDriver,
+  AdaptedOutcome,
+  DeviceAddress,
+  DriverContext,
+  DriverState,
+  ProxyDriver,
+  ProxyDriverContext,
+} from "../../drivers/driver.js";
 import type * as HttpDriverModule from "../../drivers/http/driver.js";
 import type * as MqttDriverModule from "../../drivers/mqtt/driver.js";
 import type * as SerialDriverModule from "../../drivers/serial/driver.js";
@@ -43,7 +56,7 @@ import type { AuthScheme } from "../../src/dm/auth.js";
 import type * as AccountsModule from "../../src/southbound/device-accounts.js";
 import type { Enrolment } from "../../src/southbound/device-accounts.js";
 import type * as ProxyModule from "../../src/southbound/proxy-sessions.js";
-import type { DeviceOutcome, ProxySessions, ProxyTarget } from "../../src/southbound/proxy-sessions.js";
+import type { ProxySessions, ProxyTarget } from "../../src/southbound/proxy-sessions.js";
 import type { Command } from "../../src/syncml/index.js";
 import type * as StoreModule from "../../src/tree/store.js";
 import { startMosquitto, type Mosquitto } from "../helpers/mosquitto.js";
@@ -65,8 +78,9 @@ const { serialLinkFactory } = await loadShipped<typeof ByteLinkModule>("core/byt
 const { HttpDriver } = await loadShipped<typeof HttpDriverModule>("../drivers/http/driver.js");
 const { MqttDriver } = await loadShipped<typeof MqttDriverModule>("../drivers/mqtt/driver.js");
 const { SerialDriver } = await loadShipped<typeof SerialDriverModule>("../drivers/serial/driver.js");
+const { CoapDriver } = await loadShipped<typeof CoapDriverModule>("../drivers/coap/driver.js");
 
-type Transport = "mqtt" | "http" | "serial";
+type Transport = "mqtt" | "http" | "serial" | "coap";
 
 export interface BindingFigures {
   readonly transport: Transport;
@@ -84,7 +98,7 @@ export interface SouthboundReport extends BenchReport {
   readonly bindings: readonly BindingFigures[];
 }
 
-const GOALS = { mqtt: 1000, http: 500 } as const;
+const GOALS = { mqtt: 1000, http: 500, coap: 1000 } as const;
 
 const SERVER_ID = "dmgw-bench";
 const SESSION_TIMEOUT_MS = 15_000;
@@ -97,6 +111,7 @@ const PLAN = {
   mqtt: { devices: 512, window: 256, deviceConnections: 4 },
   http: { devices: 512, window: 256 },
   serial: { ports: 4, baudRate: 115_200 },
+  coap: { devices: 256, window: 256 },
 } as const;
 
 const DEVICES_SCRIPT = fileURLToPath(new URL("./southbound-devices.ts", import.meta.url));
@@ -104,7 +119,9 @@ const REPO = fileURLToPath(new URL("../../", import.meta.url));
 
 const MAN = "SimCo"; // SimulatedDevice's DevInfo/Man
 
-function sessionCommands(value: number): Command[] {
+function sessionCommands(value: number, transport: Transport): Command[] {
+  // LwM2M has no ./Vendor/Setting1: the coap row writes the Device object's UTC Offset (RW string).
+  const target = transport === "coap" ? "./3/0/14" : "./Vendor/Setting1";
   return [
     { kind: "Get", cmdId: "1", items: [{ target: { locUri: "./DevInfo/Man" } }] },
     {
@@ -112,8 +129,8 @@ function sessionCommands(value: number): Command[] {
       cmdId: "2",
       items: [
         {
-          target: { locUri: "./Vendor/Setting1" },
-          meta: { format: "int" },
+          target: { locUri: target },
+          meta: { format: transport === "coap" ? "chr" : "int" },
           data: { kind: "text", text: String(value) },
         },
       ],
@@ -122,16 +139,16 @@ function sessionCommands(value: number): Command[] {
 }
 
 /** What is wrong with an outcome, or undefined when both commands were answered 200. */
-function problemOf(outcome: DeviceOutcome): string | undefined {
+function problemOf(outcome: AdaptedOutcome): string | undefined {
   if (outcome.kind === "failed") return `failed ${outcome.status}: ${outcome.reason}`;
-  const [get, replace] = outcome.records;
-  if (outcome.records.length !== 2 || get === undefined || replace === undefined) {
-    return `${outcome.records.length} records, not 2`;
+  const [get, replace] = outcome.results;
+  if (outcome.results.length !== 2 || get === undefined || replace === undefined) {
+    return `${outcome.results.length} results, not 2`;
   }
   if (get.status !== 200 || replace.status !== 200) {
     return `statuses Get ${String(get.status)}, Replace ${String(replace.status)}`;
   }
-  const data = get.results[0]?.items[0]?.data;
+  const data = get.items[0]?.data;
   const man = data?.kind === "text" ? data.text : undefined;
   if (man !== MAN) return `the Get answered ${String(man)}, not ${MAN}`;
   return undefined;
@@ -248,8 +265,9 @@ function processCpuMs(pid: number | undefined): number | undefined {
 // ---- one binding ----------------------------------------------------------------------------------
 
 interface Gateway {
-  readonly proxy: ProxySessions;
-  readonly driver: ProxyDriver;
+  /** One session (proxy) or one `execute` (adaptation) on `target`. */
+  readonly execute: (target: ProxyTarget, commands: readonly Command[]) => Promise<AdaptedOutcome>;
+  readonly driver: ProxyDriver | AdaptationDriver;
   readonly targets: readonly ProxyTarget[];
   readonly window: number;
   /** Other processes whose CPU the bench reports: the devices, and the broker or socat. */
@@ -301,9 +319,7 @@ async function drive(g: Gateway, minMs: number, minSessions: number, next: () =>
     while (failure === undefined && (done < minSessions || elapsedMs() < minMs)) {
       const target = free.shift();
       if (target === undefined) throw new Error("no free device: the window is wider than the fleet");
-      const outcome = await g.proxy.execute(target, sessionCommands(next()), {
-        timeoutMs: SESSION_TIMEOUT_MS,
-      });
+      const outcome = await g.execute(target, sessionCommands(next(), target.address.transport as Transport));
       const problem = problemOf(outcome);
       if (problem !== undefined) {
         failure ??= new Error(`${target.address.transport} session with ${target.deviceId}: ${problem}`);
@@ -556,7 +572,8 @@ async function startBinding(
         devices,
         describe: `${plan.devices} devices on ${plan.deviceConnections} MQTT connections, mosquitto on loopback, window ${plan.window}`,
         gateway: {
-          proxy: core.proxy,
+          execute: (target, commands) =>
+            core.proxy.execute(target, commands, { timeoutMs: SESSION_TIMEOUT_MS }),
           driver,
           targets: targetsOf(deviceIds, addresses),
           window: plan.window,
@@ -589,7 +606,49 @@ async function startBinding(
         devices,
         describe: `${plan.devices} devices (a UDP socket each for the WSP Push, POSTs over one keep-alive agent), window ${plan.window}`,
         gateway: {
-          proxy: core.proxy,
+          execute: (target, commands) =>
+            core.proxy.execute(target, commands, { timeoutMs: SESSION_TIMEOUT_MS }),
+          driver,
+          targets: targetsOf(deviceIds, addresses),
+          window: plan.window,
+          peers: [{ name: "devices", pids: [devices.pid] }],
+        },
+      };
+    }
+    case "coap": {
+      const plan = PLAN.coap;
+      const states: DriverState[] = [];
+      const ctx: DriverContext = {
+        log: SILENT_LOGGER,
+        signal: new AbortController().signal,
+        onState: (st) => {
+          states.push(st);
+        },
+        onDeviceSeen: () => undefined,
+        onDeviceLost: () => undefined,
+      };
+      const driver = new CoapDriver({ host: "127.0.0.1", port: 0 }, ctx);
+      cleanups.push(() => driver.stop());
+      await driver.start();
+      const { devices, addresses } = await startDevices({
+        transport,
+        enrolment,
+        server: { address: "127.0.0.1", port: driver.port },
+        count: plan.devices,
+        prefix: "bench-",
+      });
+      const deviceIds = [...addresses.keys()];
+      const until = Date.now() + 30_000;
+      while (deviceIds.some((id) => driver.registration(id) === undefined)) {
+        if (Date.now() > until) throw new Error("the LwM2M clients did not all register");
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      return {
+        devices,
+        describe: `${plan.devices} LwM2M clients (a UDP socket each), one gateway UDP socket, NSTART 1, window ${plan.window}`,
+        gateway: {
+          execute: (target, commands) =>
+            driver.execute(target.address, commands, { timeoutMs: SESSION_TIMEOUT_MS }),
           driver,
           targets: targetsOf(deviceIds, addresses),
           window: plan.window,
@@ -640,7 +699,8 @@ async function startBinding(
         devices,
         describe: `${plan.ports} socat pty pairs, one device and one session at a time per port, ${plan.baudRate} baud configured (a pty ignores it)`,
         gateway: {
-          proxy: core.proxy,
+          execute: (target, commands) =>
+            core.proxy.execute(target, commands, { timeoutMs: SESSION_TIMEOUT_MS }),
           driver,
           targets: targetsOf(deviceIds, addresses),
           window: plan.ports,
@@ -680,15 +740,15 @@ function parseArgs(args: readonly string[]): { scheme: AuthScheme; transports: T
       const s = args[++i];
       if (s !== "md5" && s !== "hmac") throw new BenchError(`--auth takes md5 or hmac, not ${String(s)}`);
       scheme = s;
-    } else if (a === "mqtt" || a === "http" || a === "serial") {
+    } else if (a === "mqtt" || a === "http" || a === "serial" || a === "coap") {
       transports.push(a);
     } else {
       throw new BenchError(
-        `unknown argument ${String(a)} (southbound [mqtt] [http] [serial] [--auth md5|hmac] [--json])`,
+        `unknown argument ${String(a)} (southbound [mqtt] [http] [serial] [coap] [--auth md5|hmac] [--json])`,
       );
     }
   }
-  return { scheme, transports: transports.length > 0 ? transports : ["mqtt", "http", "serial"] };
+  return { scheme, transports: transports.length > 0 ? transports : ["mqtt", "http", "serial", "coap"] };
 }
 
 export async function run(ctx: BenchContext): Promise<SouthboundReport> {
@@ -732,6 +792,11 @@ export async function run(ctx: BenchContext): Promise<SouthboundReport> {
       `${scheme === "md5" ? "MD5 digest" : "HMAC"} both ways, WBXML (the devices' default); gateway (dist/) in this ` +
       `process with a file store (WAL, synchronous=FULL: one fsynced nonce commit per session); devices in a child process`,
   );
+  if (measured.some((m) => m.transport === "coap")) {
+    ctx.log(
+      "coap: adapted, no DM session: CoapDriver.execute with Get ./DevInfo/Man (LwM2M Read) + Replace ./3/0/14 (Write)",
+    );
+  }
   for (const m of measured) ctx.log(`  ${m.transport}: ${m.describe}`);
   ctx.log("");
   const peerNames = ["devices", "mosquitto", "socat"];

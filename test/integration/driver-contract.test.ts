@@ -1,8 +1,12 @@
 /**
  * Runs the shared proxy-driver contract (test/helpers/driver-contract.ts) against every proxy
  * driver with its real peer: the http driver with HTTP devices on loopback, the serial driver over
- * socat pty pairs, the mqtt driver through Debian's mosquitto.
+ * socat pty pairs, the mqtt driver through Debian's mosquitto, the ble driver through node-ble on a
+ * private dbus-daemon with the fake org.bluez (drivers/ble/fake-bluez.ts).
  */
+import { BleDriver } from "../../drivers/ble/driver.js";
+import { FakeBluez } from "../../drivers/ble/fake-bluez.js";
+import { addProxyDevice } from "../../drivers/ble/sim.js";
 import type { DeviceAddress, DriverState, ProxyDriver, ProxyDriverContext } from "../../drivers/driver.js";
 import { HttpDriver } from "../../drivers/http/driver.js";
 import { HttpDeviceFleet } from "../../drivers/http/sim.js";
@@ -17,6 +21,7 @@ import { SimulatedDevice, type DeviceFailure } from "../../src/sim/dm-device.js"
 import { StoredDeviceAccounts } from "../../src/southbound/device-accounts.js";
 import { ProxySessions } from "../../src/southbound/proxy-sessions.js";
 import { Store } from "../../src/tree/store.js";
+import { startDbusDaemon, useSystemBus } from "../helpers/dbus.js";
 import { driverContract, type ContractHarness } from "../helpers/driver-contract.js";
 import { startMosquitto } from "../helpers/mosquitto.js";
 import { startPtyPair, type PtyPair } from "../helpers/pty.js";
@@ -189,6 +194,63 @@ driverContract("mqtt", async (): Promise<ContractHarness> => {
       await fleet.stop();
       await broker.stop();
       store.close();
+    },
+  };
+});
+
+driverContract("ble", async (): Promise<ContractHarness> => {
+  const macs = { ok: "C0:00:00:00:00:01", silent: "C0:00:00:00:00:02" } as const;
+  const { store, proxy, states, ctx } = core(["ok", "silent"]);
+  let daemon = await startDbusDaemon();
+  const dir = daemon.socketPath.replace(/\/system_bus_socket$/, "");
+  const restoreEnv = useSystemBus(daemon.address);
+  const devices = {
+    ok: new SimulatedDevice(deviceOptions("ok")),
+    silent: new SimulatedDevice(deviceOptions("silent", "silent")),
+  };
+  const startFake = async (): Promise<FakeBluez> => {
+    const fake = new FakeBluez({ discoveryDelayMs: 10 });
+    await fake.start();
+    addProxyDevice(fake, { address: macs.ok, device: devices.ok, answerTimeoutMs: 2000 });
+    addProxyDevice(fake, { address: macs.silent, device: devices.silent, answerTimeoutMs: 2000 });
+    return fake;
+  };
+  let fake = await startFake();
+  const driver = new BleDriver(
+    {
+      discoveryIntervalMs: 50,
+      sessionIdleMs: 300,
+      linkIdleMs: 100,
+      callTimeoutMs: 1000,
+      reconnect: { initialMs: 100, maxMs: 500, jitter: 0.1 },
+    },
+    ctx,
+  );
+  proxy.attach(driver);
+  return {
+    driver,
+    proxy,
+    states,
+    target: (name) => ({ deviceId: name, address: { transport: "ble", address: macs[name] } }),
+    link: {
+      // The system bus dies (dbus-daemon and BlueZ with it) and comes back on the same socket.
+      cut: async () => {
+        await fake.stop();
+        await daemon.stop({ keepDir: true });
+      },
+      restore: async () => {
+        daemon = await startDbusDaemon({ dir });
+        fake = await startFake();
+      },
+    },
+    close: async () => {
+      proxy.close();
+      await fake.stop();
+      await daemon.stop();
+      devices.ok.close();
+      devices.silent.close();
+      store.close();
+      restoreEnv();
     },
   };
 });
