@@ -95,7 +95,8 @@ export function driverContract(name: string, make: () => Promise<ContractHarness
       const outcome = await h.proxy.execute(h.target("silent"), [GET_MAN], { timeoutMs: 700 });
       const took = Date.now() - started;
       assert.ok(outcome.kind === "failed" && outcome.status === 504, JSON.stringify(outcome));
-      assert.ok(took >= 650 && took < 1_500, `settled after ${took} ms`);
+      // By the deadline (a little slack for a loaded CI box), never long after it.
+      assert.ok(took >= 650 && took < 2_000, `settled after ${took} ms`);
     });
 
     it("a cancel settles 514 at once", async () => {
