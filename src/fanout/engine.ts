@@ -211,6 +211,8 @@ export class FanoutEngine {
    */
   resume(): void {
     for (const job of this.#stmt.runningJobs.all() as JobRow[]) {
+      // A job running in this process is not interrupted: resuming it would launch it twice.
+      if (this.#jobs.has(job.job_path)) continue;
       const decoded = decodeCommandFragment(new Uint8Array(job.commands));
       const rerun = decoded.ok && idempotent(decoded.value);
       const interrupted = this.#stmt.devicesIn.all(job.job_path, "dispatched") as DeviceRow[];
