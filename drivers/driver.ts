@@ -52,7 +52,12 @@ export interface DmMessage {
 /** What the core makes of a device's message. */
 export type DeviceAnswer =
   /** Send this back (HTTP response body, MQTT publish on `/dm/down`, OBEX Get response). */
-  | { readonly kind: "reply"; readonly message: DmMessage }
+  | {
+      readonly kind: "reply";
+      readonly message: DmMessage;
+      /** The session is over once this reply is delivered (a binding may release its link then). */
+      readonly last?: true;
+    }
   /** The session is over and the protocol sends nothing more (HTTP: 204, others: nothing). */
   | { readonly kind: "ended" }
   /**

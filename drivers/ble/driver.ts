@@ -933,7 +933,9 @@ export class BleDriver implements ProxyDriver, AdaptationDriver {
           body: reply.body,
         }),
       );
-      if (!link.closed && link.session) this.#touchSession(link);
+      // The core's last reply ends the session: the link goes back to the pool at once.
+      if (answer.last === true) this.#endSession(link);
+      else if (!link.closed && link.session) this.#touchSession(link);
     } catch (err) {
       log.warn("reply not written to the device", { mac, error: message(err), dbusError: dbusName(err) });
     }

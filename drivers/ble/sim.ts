@@ -108,6 +108,7 @@ export interface ProxyDeviceOptions {
   readonly latencyMs?: number;
   /** How long the device waits for the gateway's answer, ms; default 10000. */
   readonly answerTimeoutMs?: number;
+  /** Each session's report; undefined when the session failed without one. */
   readonly onReport?: (report: DeviceSessionReport | undefined) => void;
 }
 
@@ -119,6 +120,8 @@ export function addProxyDevice(
   readonly fake: FakeDevice;
   readonly client: SimulatedDevice;
   readonly reports: (DeviceSessionReport | undefined)[];
+  /** Resolves once the device is in no session (none running, none waiting to start). */
+  readonly idle: () => Promise<void>;
 } {
   const client = o.device instanceof SimulatedDevice ? o.device : new SimulatedDevice(o.device);
   const reassembler = new Reassembler();
@@ -130,6 +133,7 @@ export function addProxyDevice(
       }
     | undefined;
   let session: Promise<void> | undefined;
+  let idleWaiters: (() => void)[] = [];
   const answer = (m: Parameters<Parameters<SimulatedDevice["onPackage0"]>[1]>[0] | undefined): void => {
     const w = waiter;
     waiter = undefined;
@@ -195,13 +199,20 @@ export function addProxyDevice(
           },
           () => {
             reports.push(undefined);
+            o.onReport?.(undefined);
           },
         )
         .finally(() => {
           session = undefined;
           const next = pending;
           pending = undefined;
-          if (next !== undefined) startSession(next);
+          if (next !== undefined) {
+            startSession(next);
+            return;
+          }
+          const waiters = idleWaiters;
+          idleWaiters = [];
+          for (const w of waiters) w();
         });
     }
   };
@@ -228,7 +239,13 @@ export function addProxyDevice(
       answer(undefined);
     },
   });
-  return { fake: dev, client, reports };
+  const idle = (): Promise<void> =>
+    session === undefined
+      ? Promise.resolve()
+      : new Promise((resolve) => {
+          idleWaiters.push(resolve);
+        });
+  return { fake: dev, client, reports, idle };
 }
 
 export interface BleFleetOptions extends FakeBluezOptions {
@@ -239,6 +256,10 @@ export interface BleFleetOptions extends FakeBluezOptions {
   ) => Pick<SimulatedDeviceOptions, "serverId" | "clientAuth" | "serverAuth">;
   readonly latencyMs?: number;
   readonly mtu?: number;
+  /** How long a device waits for the gateway's answer, ms; default 10000 (addProxyDevice). */
+  readonly answerTimeoutMs?: number;
+  /** Each DM device's session report (undefined: the session failed before it had one). */
+  readonly onReport?: (deviceId: string, report: DeviceSessionReport | undefined) => void;
 }
 
 /** A fake BlueZ with `proxy` DM devices (ids `ble-<n>`, MACs simMac(1, n)) and `gatt` GATT devices. */
@@ -246,22 +267,33 @@ export async function startBleFleet(o: BleFleetOptions): Promise<{
   readonly fake: FakeBluez;
   readonly proxyIds: readonly { readonly deviceId: string; readonly mac: string }[];
   readonly clients: readonly SimulatedDevice[];
+  /** Resolves once no DM device is in a session. */
+  idle(): Promise<void>;
   stop(): Promise<void>;
 }> {
   const fake = new FakeBluez(o);
   await fake.start();
   const proxyIds: { deviceId: string; mac: string }[] = [];
   const clients: SimulatedDevice[] = [];
+  const idles: (() => Promise<void>)[] = [];
   const width = String(o.proxy).length;
   for (let n = 1; n <= o.proxy; n++) {
     const deviceId = `ble-${String(n).padStart(width, "0")}`;
     const mac = simMac(1, n);
-    const { client } = addProxyDevice(fake, {
+    const onReport = o.onReport;
+    const { client, idle } = addProxyDevice(fake, {
       address: mac,
       device: { deviceId, ...o.account(deviceId) },
       ...(o.mtu !== undefined && { mtu: o.mtu }),
+      ...(o.answerTimeoutMs !== undefined && { answerTimeoutMs: o.answerTimeoutMs }),
+      ...(onReport !== undefined && {
+        onReport: (report: DeviceSessionReport | undefined) => {
+          onReport(deviceId, report);
+        },
+      }),
     });
     clients.push(client);
+    idles.push(idle);
     proxyIds.push({ deviceId, mac });
   }
   for (let n = 1; n <= o.gatt; n++) addGattDevice(fake, { address: simMac(2, n), battery: 50 + (n % 50) });
@@ -269,6 +301,9 @@ export async function startBleFleet(o: BleFleetOptions): Promise<{
     fake,
     proxyIds,
     clients,
+    idle: async () => {
+      await Promise.all(idles.map((f) => f()));
+    },
     stop: async () => {
       await fake.stop();
       for (const c of clients) c.close();

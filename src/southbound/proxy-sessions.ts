@@ -380,10 +380,10 @@ export class ProxySessions {
       const reply = step.kind === "reply" ? step : step.reply;
       if (step.kind === "end") this.#ended(live, step.outcome);
       if (reply === undefined) return { kind: "ended" };
-      return {
-        kind: "reply",
-        message: { body: reply.body, contentType: reply.contentType, headers: reply.headers },
-      };
+      const answer = { body: reply.body, contentType: reply.contentType, headers: reply.headers };
+      return step.kind === "end"
+        ? { kind: "reply", message: answer, last: true }
+        : { kind: "reply", message: answer };
     } finally {
       live.busy = false;
     }

@@ -17,9 +17,15 @@
  *           to the gateway's endpoint over one keep-alive agent
  *   coap    Lwm2mFleet (drivers/coap/sim.ts): LwM2M clients registered with the gateway at `server`
  *   serial  a SerialDeviceSimulator (drivers/serial/sim.ts) per port, on the device end of a pty pair
+ *   ble     a private dbus-daemon (test/helpers/dbus.ts, a child of this process, killed by PID on
+ *           stop) and on it the fake org.bluez with `count` DM devices (startBleFleet,
+ *           drivers/ble/sim.ts): the BlueZ stand-in and the devices at once. The ready line carries
+ *           the bus address and the daemon's PID; the done line the most devices the fake saw
+ *           connected at once and the connections it refused
  */
 import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
+import type * as BleSimModule from "../../drivers/ble/sim.js";
 import type * as CoapSimModule from "../../drivers/coap/sim.js";
 import type * as HttpSimModule from "../../drivers/http/sim.js";
 import type * as MqttSimModule from "../../drivers/mqtt/sim.js";
@@ -29,6 +35,7 @@ import type * as DeviceModule from "../../src/sim/dm-device.js";
 import type { DeviceSessionReport } from "../../src/sim/dm-device.js";
 import type * as AccountsModule from "../../src/southbound/device-accounts.js";
 import type { Enrolment } from "../../src/southbound/device-accounts.js";
+import { startDbusDaemon, useSystemBus } from "../helpers/dbus.js";
 import { loadShipped } from "./shipped.js";
 
 export type DevicesConfig = { readonly enrolment: Enrolment } & (
@@ -47,6 +54,16 @@ export type DevicesConfig = { readonly enrolment: Enrolment } & (
       readonly prefix: string;
     }
   | {
+      readonly transport: "ble";
+      readonly count: number;
+      /** Delay of every call to a device (Connect, ReadValue, WriteValue...), ms. */
+      readonly latencyMs: number;
+      /** Connect to ServicesResolved, ms. */
+      readonly resolveDelayMs: number;
+      /** ATT MTU of every device. */
+      readonly mtu: number;
+    }
+  | {
       readonly transport: "serial";
       /** The device end of each pty pair; `address` is the gateway's end (what it notifies). */
       readonly ports: readonly {
@@ -60,8 +77,21 @@ export type DevicesConfig = { readonly enrolment: Enrolment } & (
 /** The lines this process prints, one JSON object each. */
 export type DevicesLine =
   | { readonly deviceId: string; readonly address: DeviceAddress }
-  | { readonly ready: number }
-  | { readonly done: { readonly ok: number; readonly failed: number; readonly reasons: readonly string[] } };
+  | {
+      readonly ready: number;
+      /** ble: the private system bus the gateway's BleDriver must use, and its dbus-daemon. */
+      readonly dbus?: { readonly address: string; readonly pid: number };
+    }
+  | { readonly done: DevicesDone };
+
+export interface DevicesDone {
+  readonly ok: number;
+  readonly failed: number;
+  readonly reasons: readonly string[];
+  /** ble: the most devices connected at once, and the Connects refused (controller limit). */
+  readonly peakConnections?: number;
+  readonly refusedConnections?: number;
+}
 
 /** dist/drivers/<relative>: `loadShipped` resolves below dist/src, the drivers are its sibling. */
 function loadShippedDriver<T>(relative: string): Promise<T> {
@@ -70,12 +100,15 @@ function loadShippedDriver<T>(relative: string): Promise<T> {
 
 interface Running {
   readonly addresses: readonly { readonly deviceId: string; readonly address: DeviceAddress }[];
+  readonly dbus?: { readonly address: string; readonly pid: number };
+  /** Figures of the device side for the done line (after stop). */
+  readonly figures?: () => Pick<DevicesDone, "peakConnections" | "refusedConnections">;
   /** Resolves once no device is in a session. */
   readonly idle: () => Promise<void>;
   readonly stop: () => Promise<void>;
 }
 
-const stats = { ok: 0, failed: 0, reasons: [] as string[] };
+const stats: { ok: number; failed: number; reasons: string[] } = { ok: 0, failed: 0, reasons: [] };
 
 function record(deviceId: string, report: DeviceSessionReport | undefined): void {
   if (report?.ok === true) {
@@ -145,6 +178,52 @@ async function startDevices(config: DevicesConfig): Promise<Running> {
         stop: () => fleet.stop(),
       };
     }
+    case "ble": {
+      const { startBleFleet } = await loadShippedDriver<typeof BleSimModule>("ble/sim.js");
+      const daemon = await startDbusDaemon();
+      // However this process ends (the 8 s bound below, a crash), the daemon must not outlive it.
+      process.once("exit", () => {
+        try {
+          process.kill(daemon.pid, "SIGKILL");
+        } catch {
+          // already gone
+        }
+      });
+      // The fake BlueZ connects to the bus DBUS_SYSTEM_BUS_ADDRESS names (dbus-next's systemBus()).
+      const restore = useSystemBus(daemon.address);
+      let fleet: Awaited<ReturnType<typeof startBleFleet>>;
+      try {
+        fleet = await startBleFleet({
+          proxy: config.count,
+          gatt: 0,
+          latencyMs: config.latencyMs,
+          resolveDelayMs: config.resolveDelayMs,
+          discoveryDelayMs: 10,
+          mtu: config.mtu,
+          account,
+          onReport: record,
+        });
+      } catch (e) {
+        await daemon.stop();
+        throw e;
+      } finally {
+        restore();
+      }
+      const fake = fleet.fake;
+      return {
+        addresses: fleet.proxyIds.map(({ deviceId, mac }) => ({
+          deviceId,
+          address: { transport: "ble", address: mac },
+        })),
+        dbus: { address: daemon.address, pid: daemon.pid },
+        figures: () => ({ peakConnections: fake.connectedPeak, refusedConnections: fake.refusedConnections }),
+        idle: () => fleet.idle(),
+        stop: async () => {
+          await fleet.stop();
+          await daemon.stop();
+        },
+      };
+    }
     case "serial": {
       const { SimulatedDevice } = await loadShipped<typeof DeviceModule>("sim/dm-device.js");
       const { openSerialDeviceSimulator } = await loadShippedDriver<typeof SerialSimModule>("serial/sim.js");
@@ -205,14 +284,15 @@ async function main(argv: readonly string[]): Promise<void> {
   createInterface({ input: process.stdin }).once("close", stopRequested);
   const running = await startDevices(config);
   for (const a of running.addresses) print(a);
-  print({ ready: running.addresses.length });
+  print({ ready: running.addresses.length, ...(running.dbus !== undefined && { dbus: running.dbus }) });
   await stopping;
   // Bounded: a device stuck in a session must not keep the process alive.
   setTimeout(() => process.exit(), 8000).unref();
   // The gateway's last answers may still be on their way: let the sessions finish (at most 3 s).
   await Promise.race([running.idle(), new Promise((resolve) => setTimeout(resolve, 3000).unref())]);
+  const figures = running.figures?.();
   await running.stop();
-  print({ done: stats });
+  print({ done: { ...stats, ...figures } });
   process.exit();
 }
 
