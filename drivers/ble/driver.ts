@@ -933,9 +933,9 @@ export class BleDriver implements ProxyDriver, AdaptationDriver {
           body: reply.body,
         }),
       );
-      // The core's last reply ends the session: the link goes back to the pool at once.
-      if (answer.last === true) this.#endSession(link);
-      else if (!link.closed && link.session) this.#touchSession(link);
+      // `answer.last` marks the core's last reply, but releasing the link at once raced the device's
+      // reading of it (seen in the bench); the link is released after `sessionIdleMs` as before.
+      if (!link.closed && link.session) this.#touchSession(link);
     } catch (err) {
       log.warn("reply not written to the device", { mac, error: message(err), dbusError: dbusName(err) });
     }
