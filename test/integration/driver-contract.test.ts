@@ -25,6 +25,7 @@ import { startDbusDaemon, useSystemBus } from "../helpers/dbus.js";
 import { driverContract, type ContractHarness } from "../helpers/driver-contract.js";
 import { startMosquitto } from "../helpers/mosquitto.js";
 import { startPtyPair, type PtyPair } from "../helpers/pty.js";
+import { waitFor } from "../helpers/wait.js";
 
 const GW = "dmgw-contract";
 
@@ -186,7 +187,11 @@ driverContract("mqtt", async (): Promise<ContractHarness> => {
         await broker.stop({ abrupt: true });
       },
       restore: async () => {
+        // The devices reconnect on their own schedule: wait until the fleet is back on the broker
+        // (it re-subscribes and republishes its status), as the gateway waits for a device in the field.
+        const before = fleet.onlineCount;
         broker = await startMosquitto({ port });
+        await waitFor("the device fleet back online", () => fleet.onlineCount > before, 10_000);
       },
     },
     close: async () => {
