@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import type { AdaptationDriver, DeviceAddress, DriverState } from "../../drivers/driver.js";
 import type { Command } from "../../src/syncml/index.js";
+import { activeHandles, assertNoHandlesLeft, handleBaseline } from "./handles.js";
 
 export interface AdaptationHarness {
   readonly driver: AdaptationDriver;
@@ -24,24 +25,6 @@ export interface AdaptationHarness {
 
 const GET_MAN: Command = { kind: "Get", cmdId: "1", items: [{ target: { locUri: "./DevInfo/Man" } }] };
 
-const HANDLE_KINDS = new Set(["TCPSocketWrap", "TCPServerWrap", "UDPWRAP", "Timeout", "PipeWrap", "TTYWrap"]);
-
-function handles(): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const kind of process.getActiveResourcesInfo()) {
-    if (HANDLE_KINDS.has(kind)) out.set(kind, (out.get(kind) ?? 0) + 1);
-  }
-  return out;
-}
-
-async function waitFor(what: string, cond: () => boolean, timeoutMs: number): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 export function adaptationContract(name: string, make: () => Promise<AdaptationHarness>): void {
   describe(`adaptation driver contract: ${name}`, function () {
     this.timeout(30_000);
@@ -49,7 +32,7 @@ export function adaptationContract(name: string, make: () => Promise<AdaptationH
     let before: Map<string, number>;
 
     beforeEach(async () => {
-      before = handles();
+      before = activeHandles();
       h = await make();
     });
 
@@ -108,8 +91,7 @@ export function adaptationContract(name: string, make: () => Promise<AdaptationH
 
     it("stop() is idempotent, never throws, and leaves no socket or timer behind", async () => {
       assert.ok(h !== undefined);
-      await new Promise((r) => setImmediate(r));
-      const baseline = new Map([...before, ["Timeout", handles().get("Timeout") ?? 0]]);
+      const baseline = await handleBaseline(before);
       await h.driver.start();
       const ok = await h.device("ok");
       await h.driver.execute(ok, [GET_MAN], { timeoutMs: 8_000 });
@@ -120,15 +102,7 @@ export function adaptationContract(name: string, make: () => Promise<AdaptationH
       assert.ok(late.kind === "failed" && (late.status === 503 || late.status === 504), JSON.stringify(late));
       await h.close();
       h = undefined;
-      await waitFor(
-        "the handles to go",
-        () => [...handles()].every(([kind, n]) => n <= (baseline.get(kind) ?? 0)),
-        3_000,
-      ).catch(() => {
-        assert.fail(
-          `handles left: ${JSON.stringify([...handles()])}, before: ${JSON.stringify([...baseline])}`,
-        );
-      });
+      await assertNoHandlesLeft(baseline);
     });
   });
 }

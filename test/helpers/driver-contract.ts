@@ -8,6 +8,8 @@ import assert from "node:assert/strict";
 import type { DriverState, ProxyDriver } from "../../drivers/driver.js";
 import type { ProxySessions, ProxyTarget } from "../../src/southbound/proxy-sessions.js";
 import type { Command } from "../../src/syncml/index.js";
+import { activeHandles, assertNoHandlesLeft, handleBaseline } from "./handles.js";
+import { waitFor } from "./wait.js";
 
 export interface ContractHarness {
   readonly driver: ProxyDriver;
@@ -32,25 +34,6 @@ const REPLACE: Command = {
   ],
 };
 
-/** Handles that must not outlive a stopped driver and its closed harness. */
-const HANDLE_KINDS = new Set(["TCPSocketWrap", "TCPServerWrap", "UDPWRAP", "Timeout", "PipeWrap", "TTYWrap"]);
-
-function handles(): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const kind of process.getActiveResourcesInfo()) {
-    if (HANDLE_KINDS.has(kind)) out.set(kind, (out.get(kind) ?? 0) + 1);
-  }
-  return out;
-}
-
-async function waitFor(what: string, cond: () => boolean, timeoutMs: number): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 export function driverContract(name: string, make: () => Promise<ContractHarness>): void {
   describe(`proxy driver contract: ${name}`, function () {
     this.timeout(30_000);
@@ -58,7 +41,7 @@ export function driverContract(name: string, make: () => Promise<ContractHarness
     let before: Map<string, number>;
 
     beforeEach(async () => {
-      before = handles();
+      before = activeHandles();
       h = await make();
     });
 
@@ -118,9 +101,7 @@ export function driverContract(name: string, make: () => Promise<ContractHarness
 
     it("stop() is idempotent, never throws, and leaves no socket, timer or tty behind", async () => {
       assert.ok(h !== undefined);
-      // Timers are counted from here: mocha arms its test timer once the test function first yields.
-      await new Promise((r) => setImmediate(r));
-      const baseline = new Map([...before, ["Timeout", handles().get("Timeout") ?? 0]]);
+      const baseline = await handleBaseline(before);
       await h.driver.start();
       await h.proxy.execute(h.target("ok"), [GET_MAN], { timeoutMs: 8_000 });
       await h.driver.stop();
@@ -130,15 +111,7 @@ export function driverContract(name: string, make: () => Promise<ContractHarness
       assert.ok(late.kind === "failed" && (late.status === 503 || late.status === 504), JSON.stringify(late));
       await h.close();
       h = undefined;
-      // Closing sockets completes on the next turns of the event loop.
-      await waitFor(
-        "the handles to go",
-        () => [...handles()].every(([kind, n]) => n <= (baseline.get(kind) ?? 0)),
-        3_000,
-      ).catch(() => {
-        const now = handles();
-        assert.fail(`handles left: ${JSON.stringify([...now])}, before: ${JSON.stringify([...baseline])}`);
-      });
+      await assertNoHandlesLeft(baseline);
     });
 
     it("link loss: degraded, then ready on a new link, and sessions work again", async function () {
