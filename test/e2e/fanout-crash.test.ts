@@ -32,8 +32,8 @@
  * the kill points (printed), DMGW_FANOUT_CRASH_DEVICES the fleet size (default 1000; a small one may
  * finish before its kills), DMGW_FANOUT_CHILD_LOG=1 the children's logs (on stderr, shown on failure).
  */
+import { LineChild } from "../helpers/line-child.js";
 import assert from "node:assert/strict";
-import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -94,48 +94,9 @@ function sleep(ms: number): Promise<void> {
 }
 
 /** A gateway child: its stdout lines as they come, and its end. */
-class Child {
-  readonly process: ChildProcessWithoutNullStreams;
-  readonly pid: number;
-  readonly lines: string[] = [];
-  stderr = "";
-  readonly closed: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  #waiters: (() => void)[] = [];
-
+class Child extends LineChild {
   constructor(db: string, specFile: string, mode: FanoutMode) {
-    const child = spawn(process.execPath, ["--import", "tsx", CHILD, db, specFile, mode], {
-      cwd: ROOT,
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    this.process = child;
-    assert.ok(child.pid !== undefined, "the child was spawned");
-    this.pid = child.pid;
-    let pending = "";
-    child.stdout.setEncoding("utf8");
-    child.stdout.on("data", (chunk: string) => {
-      pending += chunk;
-      let nl: number;
-      while ((nl = pending.indexOf("\n")) >= 0) {
-        this.lines.push(pending.slice(0, nl));
-        pending = pending.slice(nl + 1);
-      }
-      this.#wake();
-    });
-    child.stderr.setEncoding("utf8");
-    child.stderr.on("data", (chunk: string) => {
-      this.stderr += chunk;
-    });
-    // "close": the process is gone and its stdout read to the end.
-    this.closed = new Promise((resolve) => {
-      child.on("close", (code, signal) => {
-        this.#wake();
-        resolve({ code, signal });
-      });
-    });
-  }
-
-  get exited(): boolean {
-    return this.process.exitCode !== null || this.process.signalCode !== null;
+    super(CHILD, [db, specFile, mode], ROOT);
   }
 
   /** The last `done <n>` the child printed, -1 before the first. */
@@ -147,31 +108,8 @@ class Child {
     return -1;
   }
 
-  /** Waits until `cond` holds (true), the child ends or the limit passes (false). */
-  async until(cond: () => boolean, limitMs = STEP_LIMIT_MS): Promise<boolean> {
-    const end = Date.now() + limitMs;
-    for (;;) {
-      if (cond()) return true;
-      if (this.exited || Date.now() > end) return false;
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, 20);
-        this.#waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
-  }
-
-  async kill(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-    if (!this.exited) process.kill(this.pid, "SIGKILL");
-    return this.closed;
-  }
-
-  #wake(): void {
-    const waiters = this.#waiters;
-    this.#waiters = [];
-    for (const w of waiters) w();
+  override until(cond: () => boolean, limitMs = STEP_LIMIT_MS): Promise<boolean> {
+    return super.until(cond, limitMs);
   }
 }
 

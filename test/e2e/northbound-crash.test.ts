@@ -13,8 +13,8 @@
  *
  * DMGW_NB_CRASH_RUNS sets the number of kills (default 8), DMGW_CRASH_SEED the seed of the timing.
  */
+import { LineChild } from "../helpers/line-child.js";
 import assert from "node:assert/strict";
-import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -57,48 +57,9 @@ function running(pid: number): boolean {
 }
 
 /** A gateway child: its stdout lines as they come, and its end. */
-class Child {
-  readonly process: ChildProcessWithoutNullStreams;
-  readonly pid: number;
-  readonly lines: string[] = [];
-  stderr = "";
-  readonly closed: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  #waiters: (() => void)[] = [];
-
+class Child extends LineChild {
   constructor(db: string, url: string) {
-    const child = spawn(process.execPath, ["--import", "tsx", CHILD, db, url], {
-      cwd: ROOT,
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    this.process = child;
-    assert.ok(child.pid !== undefined, "the child was spawned");
-    this.pid = child.pid;
-    let pending = "";
-    child.stdout.setEncoding("utf8");
-    child.stdout.on("data", (chunk: string) => {
-      pending += chunk;
-      let nl: number;
-      while ((nl = pending.indexOf("\n")) >= 0) {
-        this.lines.push(pending.slice(0, nl));
-        pending = pending.slice(nl + 1);
-      }
-      this.#wake();
-    });
-    child.stderr.setEncoding("utf8");
-    child.stderr.on("data", (chunk: string) => {
-      this.stderr += chunk;
-    });
-    // "close": the process is gone and its stdout read to the end, so every line it wrote is here.
-    this.closed = new Promise((resolve) => {
-      child.on("close", (code, signal) => {
-        this.#wake();
-        resolve({ code, signal });
-      });
-    });
-  }
-
-  get exited(): boolean {
-    return this.process.exitCode !== null || this.process.signalCode !== null;
+    super(CHILD, [db, url], ROOT);
   }
 
   /** Correlators the child printed `acked` for. */
@@ -109,36 +70,8 @@ class Child {
     });
   }
 
-  send(line: string): void {
-    this.process.stdin.write(`${line}\n`);
-  }
-
-  /** Waits for a line starting with `prefix` (or the child's end, or the limit). */
-  async waitLine(prefix: string, limitMs = STEP_LIMIT_MS): Promise<string | undefined> {
-    const until = Date.now() + limitMs;
-    for (;;) {
-      const line = this.lines.find((l) => l.startsWith(prefix));
-      if (line !== undefined) return line;
-      if (this.exited || Date.now() > until) return undefined;
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, 50);
-        this.#waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
-  }
-
-  async kill(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-    if (!this.exited) process.kill(this.pid, "SIGKILL");
-    return this.closed;
-  }
-
-  #wake(): void {
-    const waiters = this.#waiters;
-    this.#waiters = [];
-    for (const w of waiters) w();
+  override waitLine(prefix: string, limitMs = STEP_LIMIT_MS): Promise<string | undefined> {
+    return super.waitLine(prefix, limitMs);
   }
 }
 
