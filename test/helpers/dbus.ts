@@ -6,10 +6,11 @@
  * points it at this daemon and gives the old value back. A missing dbus-daemon is a failure with
  * the install hint, never a skip.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { stopChild } from "./process.js";
 
 export const DBUS_DAEMON_MISSING =
   "dbus-daemon is not installed: run `apt-get install dbus-daemon` (Debian 12; the `dbus` package on older releases) - the BLE tests need a private D-Bus daemon";
@@ -97,7 +98,7 @@ export async function startDbusDaemon(options: { readonly dir?: string } = {}): 
       });
     });
   } catch (e) {
-    await kill(child, exited);
+    await stopChild(child, exited);
     if (options.dir === undefined) rmSync(dir, { recursive: true, force: true });
     throw e;
   }
@@ -110,30 +111,12 @@ export async function startDbusDaemon(options: { readonly dir?: string } = {}): 
     socketPath,
     pid,
     stop: (stopOptions) => {
-      stopping ??= kill(child, exited).then(() => {
+      stopping ??= stopChild(child, exited).then(() => {
         if (stopOptions?.keepDir !== true) rmSync(dir, { recursive: true, force: true });
       });
       return stopping;
     },
   };
-}
-
-async function kill(child: ChildProcess, exited: Promise<void>): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) {
-    await exited;
-    return;
-  }
-  child.kill("SIGTERM");
-  let timer: NodeJS.Timeout | undefined;
-  const forced = new Promise<void>((resolve) => {
-    timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      resolve();
-    }, 2000);
-  });
-  await Promise.race([exited, forced]);
-  clearTimeout(timer);
-  await exited;
 }
 
 /** Points `DBUS_SYSTEM_BUS_ADDRESS` at `address`; the returned function restores the old value. */

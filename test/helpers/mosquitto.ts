@@ -11,6 +11,7 @@ import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from "node:
 import { createConnection, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
+import { stopChild } from "./process.js";
 
 export const MOSQUITTO_MISSING =
   "mosquitto is not installed: run `apt-get install mosquitto` (Debian package; the MQTT tests need a real broker)";
@@ -108,7 +109,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
   try {
     await waitForListener(child, port, options.timeoutMs ?? 5000, () => output);
   } catch (e) {
-    await kill(child, exited, false);
+    await stopChild(child, exited, false);
     cleanup();
     throw e;
   }
@@ -121,7 +122,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
     pid,
     log: () => output,
     stop: (stopOptions) => {
-      stopping ??= kill(child, exited, stopOptions?.abrupt === true).then(cleanup);
+      stopping ??= stopChild(child, exited, stopOptions?.abrupt === true).then(cleanup);
       return stopping;
     },
   };
@@ -172,22 +173,4 @@ function waitForListener(
     };
     poll();
   });
-}
-
-async function kill(child: ChildProcess, exited: Promise<void>, abrupt: boolean): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) {
-    await exited;
-    return;
-  }
-  child.kill(abrupt ? "SIGKILL" : "SIGTERM");
-  let timer: NodeJS.Timeout | undefined;
-  const forced = new Promise<void>((resolve) => {
-    timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      resolve();
-    }, 2000);
-  });
-  await Promise.race([exited, forced]);
-  clearTimeout(timer);
-  await exited;
 }

@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { stopChild } from "./process.js";
 
 export const SOCAT_MISSING = "install socat (apt-get install socat)";
 
@@ -61,7 +62,7 @@ export async function startPtyPair(options: PtyPairOptions = {}): Promise<PtyPai
   try {
     await waitForLinks(child, [a, b], options.timeoutMs ?? 5000, () => stderr);
   } catch (e) {
-    await kill(child, exited);
+    await stopChild(child, exited);
     cleanup();
     throw e;
   }
@@ -75,7 +76,7 @@ export async function startPtyPair(options: PtyPairOptions = {}): Promise<PtyPai
     pid,
     dir,
     stop: () => {
-      stopping ??= kill(child, exited).then(cleanup);
+      stopping ??= stopChild(child, exited).then(cleanup);
       return stopping;
     },
   };
@@ -132,22 +133,4 @@ function waitForLinks(
     };
     poll();
   });
-}
-
-async function kill(child: ChildProcess, exited: Promise<void>): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) {
-    await exited;
-    return;
-  }
-  child.kill("SIGTERM");
-  let timer: NodeJS.Timeout | undefined;
-  const forced = new Promise<void>((resolve) => {
-    timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      resolve();
-    }, 2000);
-  });
-  await Promise.race([exited, forced]);
-  clearTimeout(timer);
-  await exited;
 }
