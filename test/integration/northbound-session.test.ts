@@ -6,91 +6,40 @@ import type { AddressInfo, Socket } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import type { AuthScheme } from "../../src/dm/auth.js";
-import { standardMoPlugins, type DmAuthType } from "../../src/mo/standard.js";
-import { testIdentity } from "../helpers/gateway.js";
 import { HttpTransport, postMessage } from "../../src/northbound/http-transport.js";
-import { AlertOutbox } from "../../src/northbound/outbox.js";
 import { newClientSessionId, runManagementSession } from "../../src/northbound/session-runner.js";
 import { DmServerSimulator } from "../../src/sim/dm-server.js";
-import type { Command, Encoding } from "../../src/syncml/index.js";
-import { Store } from "../../src/tree/store.js";
-import { DmTree } from "../../src/tree/tree.js";
+import type { Encoding } from "../../src/syncml/index.js";
+import {
+  NB_ACCOUNT,
+  NB_CLCRED,
+  NB_DEV_ID,
+  NB_GET_MAN,
+  NB_SERVER_ID,
+  NB_SRVCRED,
+  NB_START_NONCES,
+  nbGenericAlert,
+  nbNonce,
+  nbReplaceSetting,
+  openNorthboundGateway,
+  type NorthboundGateway,
+} from "../helpers/northbound.js";
 
 // runManagementSession over HttpTransport against the DM server simulator on loopback, with the
 // credentials and nonces in a DMAcc account of a file-backed tree and alerts in the outbox.
 
-const DEV_ID = "IMEI:490154203237518";
-const SERVER_ID = "dmsrv";
-const ACCOUNT = "./DMAcc/dmserver";
-const CLCRED = { name: "gw", secret: "client-secret" };
-const SRVCRED = { name: SERVER_ID, secret: "server-secret" };
-const START = { client: Uint8Array.from([1, 2, 3, 4]), server: Uint8Array.from([5, 6, 7, 8]) };
-const AUTH_TYPE: Readonly<Record<AuthScheme, DmAuthType>> = { basic: "BASIC", md5: "DIGEST", hmac: "HMAC" };
-const GENERIC_ALERT = {
-  serverId: SERVER_ID,
-  code: 1226,
-  correlator: "corr-7",
-  items: [
-    {
-      source: { locUri: "./GwMO/Fanout/job7" },
-      meta: { type: "urn:oma:at:oma-gwmo:completionstatus:1.0", format: "chr", mark: "warning" },
-      data: { kind: "text", text: "./GwMO/Fanout/job7/Results" },
-    },
-  ],
-} as const;
-
-interface Gateway {
-  readonly store: Store;
-  readonly tree: DmTree;
-  readonly outbox: AlertOutbox;
-}
-
-function openGateway(file: string, url: string, scheme: AuthScheme): Gateway {
-  const store = Store.open(file);
-  const tree = new DmTree(store, {
-    plugins: standardMoPlugins(testIdentity(DEV_ID), [
-      {
-        name: "dmserver",
-        serverId: SERVER_ID,
-        addr: url,
-        clientCred: {
-          type: AUTH_TYPE[scheme],
-          ...CLCRED,
-          nonce: Buffer.from(START.client).toString("base64"),
-        },
-        serverCred: {
-          type: AUTH_TYPE[scheme],
-          ...SRVCRED,
-          nonce: Buffer.from(START.server).toString("base64"),
-        },
-      },
-    ]),
-  });
-  tree.seed();
-  tree.write({
-    path: "./Vendor",
-    format: "node",
-    acl: `Add=${SERVER_ID}&Get=${SERVER_ID}&Replace=${SERVER_ID}`,
-  });
-  tree.write({ path: "./Vendor/Setting", format: "int", value: "1" });
-  const outbox = new AlertOutbox(store, { maxCount: 100, maxBytes: 1 << 20 });
-  return { store, tree, outbox };
-}
-
-function nonceOf(tree: DmTree, side: "ClientSide" | "ServerSide"): Uint8Array {
-  const value = tree.read(`${ACCOUNT}/AppAuth/${side}/AAuthData`)?.value;
-  assert.ok(value instanceof Uint8Array, `${side} AAuthData is bytes`);
-  return Uint8Array.from(value);
-}
-
-const GET_MAN: Command = { kind: "Get", cmdId: "1", items: [{ target: { locUri: "./DevInfo/Man" } }] };
-const REPLACE_SETTING: Command = {
-  kind: "Replace",
-  cmdId: "2",
-  items: [
-    { target: { locUri: "./Vendor/Setting" }, meta: { format: "int" }, data: { kind: "text", text: "42" } },
-  ],
-};
+const DEV_ID = NB_DEV_ID;
+const SERVER_ID = NB_SERVER_ID;
+const ACCOUNT = NB_ACCOUNT;
+const CLCRED = NB_CLCRED;
+const SRVCRED = NB_SRVCRED;
+const START = NB_START_NONCES;
+const GENERIC_ALERT = nbGenericAlert("corr-7");
+type Gateway = NorthboundGateway;
+const openGateway = openNorthboundGateway;
+const nonceOf = nbNonce;
+const GET_MAN = NB_GET_MAN;
+const REPLACE_SETTING = nbReplaceSetting("42");
 
 describe("runManagementSession over HTTP", () => {
   let dir: string;
