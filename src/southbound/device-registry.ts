@@ -11,6 +11,14 @@
  *
  * Listeners (the Inventory MO, metrics) hear every change after it committed; one that throws is
  * logged and the others still hear it.
+ *
+ * A sighting that changes nothing but the last-seen time (every session of an attached device) is
+ * a "touch": kept in memory and written with the other touches of the last `touchFlushMs` in one
+ * relaxed transaction (Store.relaxed: no fsync of its own), its "updated" change heard then. A
+ * fan-out over thousands of devices would otherwise pay two fsynced commits a device (the row and
+ * the Inventory MO's mirror) for a time stamp; a power cut loses at most that interval of
+ * last-seen times, which acknowledge nothing to anyone. Records are cached in memory (write-through:
+ * a write drops the cached copy, so a rolled-back write is read again from the table).
  */
 import type { TransportKind } from "../../drivers/driver.js";
 import { SILENT_LOGGER, type Logger } from "../core/log.js";
@@ -70,6 +78,8 @@ export interface DeviceRegistryOptions {
   readonly alertRoot?: string;
   readonly now?: () => number;
   readonly log?: Logger;
+  /** How long last-seen touches wait to be written together, ms; default 1000. */
+  readonly touchFlushMs?: number;
 }
 
 export const GWMO_ALERT_ROOT = "urn:oma:at:oma-gwmo";
@@ -91,6 +101,10 @@ export class DeviceRegistry {
   readonly #now: () => number;
   readonly #listeners = new Set<(change: RegistryChange) => void>();
   readonly #stmt: ReturnType<typeof prepare>;
+  readonly #cache = new Map<string, DeviceRecord>();
+  /** Devices touched since the last flush (their cached record holds the new last-seen time). */
+  readonly #touched = new Set<string>();
+  #touchTimer: NodeJS.Timeout | undefined;
 
   constructor(options: DeviceRegistryOptions) {
     this.#o = options;
@@ -106,12 +120,18 @@ export class DeviceRegistry {
   }
 
   get(deviceId: string): DeviceRecord | undefined {
+    const cached = this.#cache.get(deviceId);
+    if (cached !== undefined) return cached;
     const row = this.#stmt.get.get(deviceId) as DeviceRow | undefined;
-    return row === undefined ? undefined : toRecord(row);
+    if (row === undefined) return undefined;
+    const record = toRecord(row);
+    this.#cache.set(deviceId, record);
+    return record;
   }
 
   /** Every device, by id. */
   list(): DeviceRecord[] {
+    this.flush();
     return (this.#stmt.all.all() as DeviceRow[]).map(toRecord);
   }
 
@@ -129,6 +149,16 @@ export class DeviceRegistry {
    */
   seen(sighting: DeviceSighting): DeviceRecord {
     const now = this.#now();
+    const known = this.get(sighting.deviceId);
+    if (known !== undefined && onlyTouches(known, sighting)) {
+      const record: DeviceRecord = { ...known, lastSeenMs: now };
+      this.#cache.set(record.deviceId, record);
+      this.#touched.add(record.deviceId);
+      this.#touchTimer ??= setTimeout(() => {
+        this.flush();
+      }, this.#o.touchFlushMs ?? 1000).unref();
+      return record;
+    }
     const change = this.#o.store.db.transaction((): RegistryChange => {
       const before = this.get(sighting.deviceId);
       const devInfo = { ...(before?.devInfo ?? {}), ...(sighting.devInfo ?? {}) };
@@ -149,6 +179,29 @@ export class DeviceRegistry {
     })();
     this.#emit(change);
     return change.device;
+  }
+
+  /** Writes the pending last-seen touches (one relaxed transaction) and tells the listeners. */
+  flush(): void {
+    clearTimeout(this.#touchTimer);
+    this.#touchTimer = undefined;
+    if (this.#touched.size === 0) return;
+    const records = [...this.#touched].flatMap((id) => {
+      const r = this.#cache.get(id);
+      return r === undefined ? [] : [r];
+    });
+    this.#touched.clear();
+    const store = this.#o.store;
+    // The listeners run inside the same transaction: the Inventory MO's writes nest in it, so the
+    // batch is one commit, not one per device.
+    store.relaxed(() => {
+      store.db.transaction(() => {
+        for (const r of records) {
+          if (this.#stmt.touch.run(r.lastSeenMs ?? null, r.deviceId).changes === 0) continue;
+          this.#emit({ kind: "updated", device: r });
+        }
+      })();
+    });
   }
 
   /** A device stopped answering (no alert: it is still attached). */
@@ -178,10 +231,15 @@ export class DeviceRegistry {
 
   /** Forgets a device entirely (no alert: an operator's clean-up of a detached device). */
   remove(deviceId: string): boolean {
+    this.#cache.delete(deviceId);
+    this.#touched.delete(deviceId);
     return this.#stmt.remove.run(deviceId).changes > 0;
   }
 
   #write(r: DeviceRecord): void {
+    // Dropped, not replaced: if the enclosing transaction rolls back, the next get reads the table.
+    this.#cache.delete(r.deviceId);
+    this.#touched.delete(r.deviceId);
     this.#stmt.put.run(
       r.deviceId,
       r.transport,
@@ -209,7 +267,9 @@ export class DeviceRegistry {
   }
 
   #emit(change: RegistryChange): void {
-    this.#log.info(`device ${change.kind}`, {
+    // An update (address, DevInfo, last seen) is not lifecycle: debug (style.md 2.5).
+    const level = change.kind === "updated" ? "debug" : "info";
+    this.#log[level](`device ${change.kind}`, {
       deviceId: change.device.deviceId,
       transport: change.device.transport,
       ...("reason" in change && { reason: change.reason }),
@@ -235,7 +295,16 @@ function prepare(store: Store) {
        VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     remove: db.prepare(`DELETE FROM device WHERE device_id = ?`),
+    // Only an attached device is touched: a detach or an unreachable in between wins.
+    touch: db.prepare(`UPDATE device SET last_seen = ? WHERE device_id = ? AND status = 'attached'`),
   };
+}
+
+/** The sighting would change nothing of `known` but its last-seen time. */
+function onlyTouches(known: DeviceRecord, s: DeviceSighting): boolean {
+  if (known.status !== "attached" || known.transport !== s.transport) return false;
+  if (known.mode !== s.mode || known.address !== s.address) return false;
+  return Object.entries(s.devInfo ?? {}).every(([k, v]) => known.devInfo[k] === v);
 }
 
 function toRecord(row: DeviceRow): DeviceRecord {

@@ -187,6 +187,7 @@ export class Southbound {
     this.proxy.close();
     await Promise.all(this.drivers.map((d) => d.stop().catch(() => undefined)));
     this.accounts.flush();
+    this.registry.flush();
   }
 
   async #execute(
