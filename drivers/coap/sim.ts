@@ -56,6 +56,8 @@ export interface Lwm2mClientOptions {
   readonly failure?: Lwm2mFailure;
   /** Delay of each answer with `failure: "slow"`, ms; default 300. */
   readonly slowMs?: number;
+  /** Delay of every answer (a device's own latency, benches), ms; default 0. */
+  readonly latencyMs?: number;
   /** Bind address; default 127.0.0.1. */
   readonly host?: string;
   readonly manufacturer?: string;
@@ -255,12 +257,13 @@ export class Lwm2mClientSim {
   async #handle(req: IncomingRequest): Promise<CoapResponse> {
     const failure = this.options.failure ?? "none";
     if (failure === "silent") return new Promise<CoapResponse>(() => undefined);
-    if (failure === "slow") {
+    const delayMs = (failure === "slow" ? (this.options.slowMs ?? 300) : 0) + (this.options.latencyMs ?? 0);
+    if (delayMs > 0) {
       await new Promise<void>((resolve) => {
         const t = setTimeout(() => {
           this.#timers.delete(t);
           resolve();
-        }, this.options.slowMs ?? 300);
+        }, delayMs);
         this.#timers.add(t);
       });
     }

@@ -12,6 +12,7 @@ const BENCHES: ReadonlyMap<string, () => Promise<BenchModule>> = new Map([
   ["tree", (): Promise<BenchModule> => import("./tree.bench.js")],
   ["session", (): Promise<BenchModule> => import("./session.bench.js")],
   ["southbound", (): Promise<BenchModule> => import("./southbound.bench.js")],
+  ["fanout", (): Promise<BenchModule> => import("./fanout.bench.js")],
 ]);
 
 async function main(argv: readonly string[]): Promise<number> {

@@ -8,6 +8,8 @@
  *             gateway notifies it), then {"ready":<devices>}; when stopped, {"done":{"ok","failed",
  *             "reasons"}} (the devices' own session reports)
  *     stops on stdin's end or SIGTERM/SIGINT
+ *   node --import tsx test/bench/southbound-devices.ts '[<DevicesConfig>, ...]'
+ *     several bindings in this one process (the fan-out bench's fleet); one ready line for all
  *
  * Each device's credentials are `enrolledAccount(deviceId, enrolment)`: the bench stores the same
  * accounts on the gateway side, so the two processes agree without exchanging secrets.
@@ -38,7 +40,11 @@ import type { Enrolment } from "../../src/southbound/device-accounts.js";
 import { startDbusDaemon, useSystemBus } from "../helpers/dbus.js";
 import { loadShipped } from "./shipped.js";
 
-export type DevicesConfig = { readonly enrolment: Enrolment } & (
+export type DevicesConfig = {
+  readonly enrolment: Enrolment;
+  /** mqtt, http, coap: delay before each message a device sends (each answer), ms; default 0. */
+  readonly latencyMs?: number;
+} & (
   | {
       readonly transport: "mqtt";
       readonly url: string;
@@ -131,6 +137,7 @@ async function startDevices(config: DevicesConfig): Promise<Running> {
         count: config.count,
         idPrefix: config.idPrefix,
         connections: config.connections,
+        ...(config.latencyMs !== undefined && { latencyMs: config.latencyMs }),
         account,
         onReport: record,
       });
@@ -150,7 +157,13 @@ async function startDevices(config: DevicesConfig): Promise<Running> {
         gatewayUrl: config.gatewayUrl,
         devices: config.deviceIds.map((id) => {
           const a = account(id);
-          return { deviceId: id, serverId: a.serverId, clientAuth: a.clientAuth, serverAuth: a.serverAuth };
+          return {
+            deviceId: id,
+            serverId: a.serverId,
+            clientAuth: a.clientAuth,
+            serverAuth: a.serverAuth,
+            ...(config.latencyMs !== undefined && { latencyMs: config.latencyMs }),
+          };
         }),
       });
       await fleet.start();
@@ -167,7 +180,13 @@ async function startDevices(config: DevicesConfig): Promise<Running> {
     }
     case "coap": {
       const { Lwm2mFleet } = await loadShippedDriver<typeof CoapSimModule>("coap/sim.js");
-      const fleet = new Lwm2mFleet({ server: config.server, count: config.count, prefix: config.prefix });
+      const latencyMs = config.latencyMs;
+      const fleet = new Lwm2mFleet({
+        server: config.server,
+        count: config.count,
+        prefix: config.prefix,
+        ...(latencyMs !== undefined && { client: () => ({ latencyMs }) }),
+      });
       await fleet.start();
       return {
         addresses: fleet.clients.map((c) => ({
@@ -262,6 +281,31 @@ async function startDevices(config: DevicesConfig): Promise<Running> {
   }
 }
 
+function isList(c: DevicesConfig | readonly DevicesConfig[]): c is readonly DevicesConfig[] {
+  return Array.isArray(c);
+}
+
+/** Several bindings' devices as one (a fleet of mixed transports). */
+function combine(parts: readonly Running[]): Running {
+  const [only] = parts;
+  if (parts.length === 1 && only !== undefined) return only;
+  const dbus = parts.find((p) => p.dbus !== undefined)?.dbus;
+  return {
+    addresses: parts.flatMap((p) => p.addresses),
+    ...(dbus !== undefined && { dbus }),
+    figures: () =>
+      Object.assign({}, ...parts.map((p) => p.figures?.() ?? {})) as ReturnType<
+        NonNullable<Running["figures"]>
+      >,
+    idle: async () => {
+      await Promise.all(parts.map((p) => p.idle()));
+    },
+    stop: async () => {
+      await Promise.all(parts.map((p) => p.stop()));
+    },
+  };
+}
+
 function print(line: DevicesLine): void {
   process.stdout.write(`${JSON.stringify(line)}\n`);
 }
@@ -273,7 +317,8 @@ async function main(argv: readonly string[]): Promise<void> {
     process.exitCode = 2;
     return;
   }
-  const config = JSON.parse(json) as DevicesConfig;
+  const parsed = JSON.parse(json) as DevicesConfig | readonly DevicesConfig[];
+  const configs: readonly DevicesConfig[] = isList(parsed) ? parsed : [parsed];
   // Told to stop before the devices were up: stop right after they are.
   let stopRequested!: () => void;
   const stopping = new Promise<void>((resolve) => {
@@ -282,7 +327,7 @@ async function main(argv: readonly string[]): Promise<void> {
   process.once("SIGTERM", stopRequested);
   process.once("SIGINT", stopRequested);
   createInterface({ input: process.stdin }).once("close", stopRequested);
-  const running = await startDevices(config);
+  const running = combine(await Promise.all(configs.map((c) => startDevices(c))));
   for (const a of running.addresses) print(a);
   print({ ready: running.addresses.length, ...(running.dbus !== undefined && { dbus: running.dbus }) });
   await stopping;
