@@ -12,12 +12,13 @@
  * Listeners (the Inventory MO, metrics) hear every change after it committed; one that throws is
  * logged and the others still hear it.
  *
- * A sighting that changes nothing but the last-seen time (every session of an attached device) is
- * a "touch": kept in memory and written with the other touches of the last `touchFlushMs` in one
- * relaxed transaction (Store.relaxed: no fsync of its own), its "updated" change heard then. A
- * fan-out over thousands of devices would otherwise pay two fsynced commits a device (the row and
- * the Inventory MO's mirror) for a time stamp; a power cut loses at most that interval of
- * last-seen times, which acknowledge nothing to anyone. Records are cached in memory (write-through:
+ * A sighting of an attached device at the same address (every session: its last-seen time, and the
+ * DevInfo of its Package 1) is a "touch": kept in memory and written with the other touches of the
+ * last `touchFlushMs` in one relaxed transaction (Store.relaxed: no fsync of its own), its
+ * "updated" change heard then. A fan-out over thousands of devices would otherwise pay two fsynced
+ * commits a device (the row and the Inventory MO's mirror) for a time stamp; a power cut loses at
+ * most that interval of last-seen times and DevInfo, which acknowledge nothing to anyone and which
+ * the device's next session brings again. Status changes and new addresses are written at once. Records are cached in memory (write-through:
  * a write drops the cached copy, so a rolled-back write is read again from the table).
  */
 import type { TransportKind } from "../../drivers/driver.js";
@@ -151,7 +152,11 @@ export class DeviceRegistry {
     const now = this.#now();
     const known = this.get(sighting.deviceId);
     if (known !== undefined && onlyTouches(known, sighting)) {
-      const record: DeviceRecord = { ...known, lastSeenMs: now };
+      const record: DeviceRecord = {
+        ...known,
+        lastSeenMs: now,
+        devInfo: { ...known.devInfo, ...sighting.devInfo },
+      };
       this.#cache.set(record.deviceId, record);
       this.#touched.add(record.deviceId);
       this.#touchTimer ??= setTimeout(() => {
@@ -197,7 +202,8 @@ export class DeviceRegistry {
     store.relaxed(() => {
       store.db.transaction(() => {
         for (const r of records) {
-          if (this.#stmt.touch.run(r.lastSeenMs ?? null, r.deviceId).changes === 0) continue;
+          const written = this.#stmt.touch.run(r.lastSeenMs ?? null, JSON.stringify(r.devInfo), r.deviceId);
+          if (written.changes === 0) continue;
           this.#emit({ kind: "updated", device: r });
         }
       })();
@@ -296,15 +302,20 @@ function prepare(store: Store) {
     ),
     remove: db.prepare(`DELETE FROM device WHERE device_id = ?`),
     // Only an attached device is touched: a detach or an unreachable in between wins.
-    touch: db.prepare(`UPDATE device SET last_seen = ? WHERE device_id = ? AND status = 'attached'`),
+    touch: db.prepare(
+      `UPDATE device SET last_seen = ?, devinfo = ? WHERE device_id = ? AND status = 'attached'`,
+    ),
   };
 }
 
-/** The sighting would change nothing of `known` but its last-seen time. */
+/** The sighting changes nothing of `known` but its last-seen time and DevInfo. */
 function onlyTouches(known: DeviceRecord, s: DeviceSighting): boolean {
-  if (known.status !== "attached" || known.transport !== s.transport) return false;
-  if (known.mode !== s.mode || known.address !== s.address) return false;
-  return Object.entries(s.devInfo ?? {}).every(([k, v]) => known.devInfo[k] === v);
+  return (
+    known.status === "attached" &&
+    known.transport === s.transport &&
+    known.mode === s.mode &&
+    known.address === s.address
+  );
 }
 
 function toRecord(row: DeviceRow): DeviceRecord {

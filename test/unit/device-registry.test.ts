@@ -75,17 +75,25 @@ describe("device registry: last-seen touches", () => {
     assert.equal(alerts.length, 1, "a touch alerts nobody");
   });
 
-  it("a new address or new DevInfo is a change, written at once", () => {
+  it("new DevInfo is a touch (merged, batched); a new address is a change, written at once", () => {
     registry.seen(sighting);
     changes.length = 0;
-    registry.seen({ ...sighting, devInfo: { FwV: "2.0" } });
+    registry.seen({ ...sighting, devInfo: { FwV: "2.0", Man: "ACME" } });
+    registry.seen({ ...sighting, devInfo: { FwV: "2.1" } });
+    assert.equal(changes.length, 0);
+    assert.deepEqual(registry.get("d1")?.devInfo, { FwV: "2.1", Man: "ACME" });
+    registry.flush();
     assert.deepEqual(
       changes.map((c) => c.kind),
       ["updated"],
     );
-    assert.equal(registry.get("d1")?.devInfo["FwV"], "2.0");
+    assert.equal(tree.read("./GwMO/Inventory/Devices/d1/DevInfo/FwV")?.value, "2.1");
+    assert.equal(
+      store.db.prepare("SELECT devinfo FROM device WHERE device_id = ?").pluck().get("d1"),
+      JSON.stringify({ FwV: "2.1", Man: "ACME" }),
+    );
     registry.seen({ ...sighting, address: "udp://127.0.0.1:10" });
-    assert.equal(changes.length, 2);
+    assert.equal(changes.length, 2, "the new address is heard at once");
     assert.equal(
       store.db.prepare("SELECT address FROM device WHERE device_id = ?").pluck().get("d1"),
       "udp://127.0.0.1:10",
