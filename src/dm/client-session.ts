@@ -334,6 +334,18 @@ export class ClientSession {
   }
 
   /**
+   * What the server's SyncHdr Meta declared so far in this session (protocol.md 3.2, 3.6): its
+   * MaxMsgSize and MaxObjSize, bytes; a limit it did not declare is absent. Read-only; the caller
+   * decides whether to keep them (only an authenticated server's, say).
+   */
+  get serverLimits(): { readonly maxMsgSize?: number; readonly maxObjSize?: number } {
+    return {
+      ...(Number.isFinite(this.#serverMaxMsgSize) && { maxMsgSize: this.#serverMaxMsgSize }),
+      ...(Number.isFinite(this.#serverMaxObjSize) && { maxObjSize: this.#serverMaxObjSize }),
+    };
+  }
+
+  /**
    * Ends the session from our side (protocol.md 3.9): the last message, Alert 1223 with Final, which
    * the caller sends without waiting for anything back (the server may answer it or not). The
    * outcome is `ok: false` with `reason`, and keeps what the session already settled: alerts the

@@ -5,7 +5,8 @@
  *
  *   Exec <job>/FanOut/Start  -> start(): validate (404 no group, 400 bad commands), journal the job
  *                               and one row per device (pending), Status InProgress -> 202
- *   after the commit         -> run: a window of `Concurrency` devices (and each transport's limit);
+ *   after the commit         -> run: a window of `Concurrency` devices (and each transport's limit),
+ *                               at most `Rate` device starts per second (retries included);
  *                               mark a batch dispatched (one commit), EndDevice.execute each;
  *                               503/504 retried after a backoff up to `Retries` times
  *   each outcome             -> buffered, then one group commit (every `flushMs`): Results/<n>,
@@ -33,6 +34,7 @@ import {
   deviceReplies,
   deviceStatus,
   idempotent,
+  inlineDataBytes,
   jobStatus,
   markOf,
   succeeded,
@@ -48,6 +50,12 @@ export interface JobOptions {
   readonly alertType: "completionstatus" | "resultaggregation";
   /** Stop the job once more than this percentage of its devices failed; 100 never stops. */
   readonly abortThresholdPercent: number;
+  /**
+   * Device sessions this job starts per second at most, retries included; 0 is unlimited. Starts
+   * are spaced 1000/Rate ms apart on a millisecond clock, so above 1000 the pace is about one start
+   * per ms (a rate limit is an upper bound: starting slower keeps it).
+   */
+  readonly ratePerSecond: number;
 }
 
 export const DEFAULT_JOB_OPTIONS: JobOptions = {
@@ -57,6 +65,7 @@ export const DEFAULT_JOB_OPTIONS: JobOptions = {
   resultFormat: "xml",
   alertType: "completionstatus",
   abortThresholdPercent: 100,
+  ratePerSecond: 0,
 };
 
 export const GWMO_ALERT_TYPE_ROOT = "urn:oma:at:oma-gwmo";
@@ -75,8 +84,13 @@ export interface FanoutEngineOptions {
   readonly transportLimit?: (transport: TransportKind) => number;
   /** The Gateway Config MO's root (groups). */
   readonly configRoot?: string;
-  /** A resultaggregation alert carries the results inline up to this many bytes, else their URI. */
-  readonly maxInlineResultBytes?: number;
+  /**
+   * A resultaggregation alert carries the results inline when their Data (measured as
+   * `inlineDataBytes` does) is at most this many bytes, else their URI. A function is asked with the
+   * job's server id when the job ends, so the bound can follow what that server declared
+   * (northbound/server-limits.ts); `undefined` from it, or no option, means 8 KiB.
+   */
+  readonly maxInlineResultBytes?: number | ((serverId: string) => number | undefined);
   /** Group commit interval of results, ms; default 20. */
   readonly flushMs?: number;
   /** Backoff between retries of a device; default 1 s doubling to 30 s, ±20 %. */
@@ -125,9 +139,14 @@ interface RunningJob {
   aborted: boolean;
   failed: number;
   done: Promise<void>;
+  /** Wakes the scheduler when it waits (a device finished, Cancel, abort, stop). */
+  wake: (() => void) | undefined;
 }
 
 const RETRYABLE = new Set([503, 504]);
+
+/** The inline bound when nothing better is known (the bound before servers' limits were stored). */
+export const DEFAULT_MAX_INLINE_RESULT_BYTES = 8192;
 
 export class FanoutEngine {
   readonly #o: FanoutEngineOptions;
@@ -202,6 +221,8 @@ export class FanoutEngine {
     if (job === undefined) return { status: 404, reason: "the job is not running" };
     job.cancelled = true;
     for (const c of job.controllers.values()) c.abort();
+    // Devices waiting for a rate slot or a retry end 514 now, not when their wait is over.
+    job.wake?.();
     return { status: 200 };
   }
 
@@ -243,7 +264,10 @@ export class FanoutEngine {
   /** Stops launching, aborts devices in flight (they stay dispatched: resume() handles them). */
   async stop(): Promise<void> {
     this.#stopped = true;
-    for (const job of this.#jobs.values()) for (const c of job.controllers.values()) c.abort();
+    for (const job of this.#jobs.values()) {
+      for (const c of job.controllers.values()) c.abort();
+      job.wake?.();
+    }
     await this.idle();
     this.#flush();
   }
@@ -266,6 +290,7 @@ export class FanoutEngine {
       aborted: false,
       failed: this.#stmt.countFailed.pluck().get(jobPath) as number,
       done: Promise.resolve(),
+      wake: undefined,
     };
     this.#jobs.set(jobPath, job);
     job.done = this.#run(job)
@@ -281,6 +306,12 @@ export class FanoutEngine {
       });
   }
 
+  /**
+   * The scheduler. Each turn: ends what Cancel or the abort threshold ended, puts devices whose
+   * retry backoff is over back in line, starts what the window, the transports' limits and the rate
+   * allow, then sleeps until a device finishes, a retry or the next rate slot is due, or Cancel /
+   * stop wake it. It never polls: with nothing to do it waits on one promise and at most one timer.
+   */
   async #run(job: RunningJob): Promise<void> {
     const queue = (this.#stmt.devicesIn.all(job.path, "pending") as DeviceRow[]).map((d) => ({
       ...d,
@@ -290,6 +321,13 @@ export class FanoutEngine {
     const inFlight = new Set<Promise<void>>();
     const limit = (t: TransportKind): number => this.#o.transportLimit?.(t) ?? Number.POSITIVE_INFINITY;
     const waiting: { device: (typeof queue)[number]; at: number }[] = [];
+    // Rate limit by strict spacing: consecutive starts are at least 1000/Rate ms apart, so no 1 s
+    // window (half-open) ever holds more than Rate starts. A token bucket with burst b would let
+    // b + Rate starts into one second (a full bucket, then a second's refill), and the point of a
+    // rate is an even load on what the devices share (radio airtime, a broker, a serial bus), not
+    // an average over bursts. Constant memory, unlike a log of the last Rate start times.
+    const spacingMs = job.options.ratePerSecond > 0 ? 1000 / job.options.ratePerSecond : 0;
+    let nextStartAt = Number.NEGATIVE_INFINITY;
     while (queue.length > 0 || inFlight.size > 0 || waiting.length > 0) {
       if (job.cancelled || job.aborted || this.#stopped) {
         if (this.#stopped) break;
@@ -314,6 +352,9 @@ export class FanoutEngine {
         }
       }
       const batch: { row: (typeof queue)[number]; device: EndDevice | undefined }[] = [];
+      // Starts the rate allows this turn: one when the slot is due (spacing), else none.
+      let rateSlots = spacingMs === 0 ? Number.POSITIVE_INFINITY : now >= nextStartAt ? 1 : 0;
+      let rateBlocked = false;
       for (let i = 0; i < queue.length && inFlight.size + batch.length < job.options.concurrency;) {
         const row = queue[i];
         if (row === undefined) break;
@@ -322,6 +363,14 @@ export class FanoutEngine {
         if (transport !== undefined && (perTransport.get(transport) ?? 0) >= limit(transport)) {
           i++;
           continue;
+        }
+        // A device missing from the inventory opens no session: its 503 does not wait for the rate.
+        if (device !== undefined) {
+          if (rateSlots <= 0) {
+            rateBlocked = true;
+            break;
+          }
+          rateSlots--;
         }
         queue.splice(i, 1);
         if (transport !== undefined) perTransport.set(transport, (perTransport.get(transport) ?? 0) + 1);
@@ -336,7 +385,7 @@ export class FanoutEngine {
       for (const { row, device } of batch) {
         const controller = new AbortController();
         job.controllers.set(row.device_id, controller);
-        const p = this.#executeOne(job, device, controller.signal).then((outcome) => {
+        const handle = (outcome: AdaptedOutcome): void => {
           job.controllers.delete(row.device_id);
           if (device !== undefined)
             perTransport.set(device.transport, (perTransport.get(device.transport) ?? 1) - 1);
@@ -357,19 +406,32 @@ export class FanoutEngine {
           } else if (!this.#stopped) {
             this.#finished(job, { deviceId: row.device_id, n: row.n, outcome });
           }
-          inFlight.delete(p);
-        });
+        };
+        // Nothing awaits `p` itself (the scheduler waits on `job.wake`), so it must never reject.
+        const p: Promise<void> = this.#executeOne(job, device, controller.signal)
+          .then(handle)
+          .catch((e: unknown) => {
+            this.#log.error("a fan-out device's outcome could not be handled", {
+              job: job.path,
+              deviceId: row.device_id,
+              error: e instanceof Error ? e.message : String(e),
+            });
+          })
+          .finally(() => {
+            inFlight.delete(p);
+            job.wake?.();
+          });
         inFlight.add(p);
       }
-      if (inFlight.size > 0) {
-        const nextRetry =
-          waiting.length === 0 ? undefined : Math.min(...waiting.map((w) => w.at)) - this.#now();
-        await Promise.race([
-          ...inFlight,
-          ...(nextRetry === undefined ? [] : [sleep(Math.max(0, nextRetry))]),
-        ]);
-      } else if (waiting.length > 0) {
-        await sleep(Math.max(0, Math.min(...waiting.map((w) => w.at)) - this.#now()));
+      // The clock is read after the devices were called (EndDevice.execute starts synchronously), so
+      // the spacing holds between the starts themselves, whatever the dispatch commit cost.
+      if (spacingMs > 0 && batch.some((b) => b.device !== undefined)) nextStartAt = this.#now() + spacingMs;
+      const wakeAt = Math.min(
+        ...waiting.map((w) => w.at),
+        rateBlocked ? nextStartAt : Number.POSITIVE_INFINITY,
+      );
+      if (inFlight.size > 0 || wakeAt !== Number.POSITIVE_INFINITY) {
+        await this.#sleep(job, wakeAt);
       } else if (queue.length > 0) {
         // Every queued device waits for its transport's limit, yet nothing is in flight: the limit
         // is 0 for that transport. Give those devices their outcome rather than spin.
@@ -381,6 +443,24 @@ export class FanoutEngine {
           });
         }
       }
+    }
+  }
+
+  /**
+   * Waits until `job.wake` is called (a device finished, Cancel, the abort threshold, stop) or the
+   * clock reaches `at` (a retry or a rate slot; Infinity: no timer). The timer is cleared when
+   * something else wakes first, so a finished job leaves none behind to hold the process.
+   */
+  async #sleep(job: RunningJob, at: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await new Promise<void>((resolve) => {
+        job.wake = resolve;
+        if (at !== Number.POSITIVE_INFINITY) timer = setTimeout(resolve, Math.max(0, at - this.#now()));
+      });
+    } finally {
+      clearTimeout(timer);
+      job.wake = undefined;
     }
   }
 
@@ -414,6 +494,7 @@ export class FanoutEngine {
     ) {
       job.aborted = true;
       for (const c of job.controllers.values()) c.abort();
+      job.wake?.();
     }
     this.#flushTimer ??= setTimeout(() => {
       this.#flush();
@@ -483,7 +564,7 @@ export class FanoutEngine {
     let data = resultsUri;
     if (options.alertType === "resultaggregation") {
       const inline = this.#aggregate(row.job_path);
-      if (Buffer.byteLength(inline) <= (this.#o.maxInlineResultBytes ?? 8192)) {
+      if (inlineDataBytes(inline) <= this.#inlineBound(row.server_id)) {
         format = "xml";
         data = inline;
       }
@@ -500,6 +581,25 @@ export class FanoutEngine {
         },
       ],
     };
+  }
+
+  /**
+   * The inline bound for the job's server, read when the job ends: the alert is enqueued before the
+   * session that carries it, so this is what the server declared in its last session.
+   */
+  #inlineBound(serverId: string): number {
+    const bound = this.#o.maxInlineResultBytes;
+    if (typeof bound !== "function") return bound ?? DEFAULT_MAX_INLINE_RESULT_BYTES;
+    try {
+      return bound(serverId) ?? DEFAULT_MAX_INLINE_RESULT_BYTES;
+    } catch (e) {
+      // The job's end must not fail over a size hint: the default bound is always usable.
+      this.#log.warn("the inline result bound could not be read; using the default", {
+        serverId,
+        error: e instanceof Error ? e.message : String(e),
+      });
+      return DEFAULT_MAX_INLINE_RESULT_BYTES;
+    }
   }
 
   /** Every device's result inline: `<DevResults><DevResult DeviceID="..">SyncBody</DevResult>...`. */
@@ -605,6 +705,7 @@ export function readOptions(tree: DmTree, jobPath: string): JobOptions {
     resultFormat: format === "wbxml" ? "wbxml" : "xml",
     alertType: alert === "resultaggregation" ? "resultaggregation" : "completionstatus",
     abortThresholdPercent: int("AbortThreshold", d.abortThresholdPercent, 0, 100),
+    ratePerSecond: int("Rate", d.ratePerSecond, 0, 100_000),
   };
 }
 
@@ -624,8 +725,4 @@ function textOf(node: TreeNode | undefined): string | undefined {
 
 function escapeXmlAttr(text: string): string {
   return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/"/g, "&quot;");
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

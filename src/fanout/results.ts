@@ -9,6 +9,7 @@
  */
 import type { AdaptedOutcome, DeviceCommandResult } from "../../drivers/driver.js";
 import type { Command, Item, ResultsCommand, StatusCommand } from "../syncml/index.js";
+import { escapeText } from "../syncml/xml-encode.js";
 
 export type JobStatus = "Idle" | "InProgress" | "Completed" | "PartiallyCompleted" | "Failed" | "Cancelled";
 
@@ -118,5 +119,21 @@ export function markOf(status: JobStatus): string {
     case "Idle":
     case "InProgress":
       return "indeterminate";
+  }
+}
+
+/**
+ * The bytes an inline alert Data (the aggregated results, XML text) takes on the wire: its UTF-8
+ * length once XML-escaped (`<` travels as `&lt;`). That is the larger of its two encodings (WBXML
+ * carries it as an inline string, unescaped), so a Data within a bound by this measure fits the
+ * bound whichever encoding the northbound session uses, and its object size (what MaxObjSize
+ * counts, protocol.md 3.6) is never larger. Infinity for text XML cannot carry.
+ */
+export function inlineDataBytes(text: string): number {
+  try {
+    return Buffer.byteLength(escapeText(text), "utf8");
+  } catch {
+    // A character XML cannot carry (Codec_EncodeFailed): such a Data cannot go inline at all.
+    return Number.POSITIVE_INFINITY;
   }
 }

@@ -8,7 +8,8 @@
  *     <job>/FanOut/Cancel                Exec
  *     <job>/Status                       chr   Idle|InProgress|Completed|PartiallyCompleted|Failed|Cancelled
  *     <job>/Ext/Progress/{Total,Done,Succeeded,Failed}   int
- *     <job>/Ext/Options/{Concurrency,DeviceTimeout,Retries,ResultFormat,AlertType,AbortThreshold}
+ *     <job>/Ext/Options/{Concurrency,DeviceTimeout,Retries,ResultFormat,AlertType,AbortThreshold,Rate}
+ *                                        Rate: device sessions started per second, 0 = unlimited
  *     <job>/Results/<n>/{DeviceID, DevResultXML | DevResultWBXML}
  *
  * When a server adds a job, its DDF children are created with it (`added`): Start, Cancel, Status,
@@ -46,6 +47,7 @@ const OPTION_DEFAULTS: readonly [string, "int" | "chr", string][] = [
   ["ResultFormat", "chr", "xml"],
   ["AlertType", "chr", "completionstatus"],
   ["AbortThreshold", "int", "100"],
+  ["Rate", "int", "0"],
 ];
 
 export function gwmoFanoutPlugin(options: GwmoFanoutOptions): MoPlugin {

@@ -6,6 +6,7 @@
  *   outbox.pending(serverId) ---------------+--> ClientSession.start() -> POST -> receive() -> ...
  *                                                 (at most maxMessages exchanges)
  *   done -> one tree transaction: outbox.acknowledge(acknowledged ids) + both AAuthData nonces
+ *           + the server's declared MaxMsgSize / MaxObjSize (server-limits.ts)
  *
  * Decisions:
  * - The pending alerts are counted as attempted (`recordAttempt`) before the first message goes
@@ -33,6 +34,7 @@ import { CLIENT_AUTH_NAME, SERVER_AUTH_NAME } from "../mo/dmacc.js";
 import { encodingForContentType, type AlertCommand, type Encoding } from "../syncml/index.js";
 import type { DmTree } from "../tree/tree.js";
 import type { AlertOutbox } from "./outbox.js";
+import { recordServerLimits, type ServerLimits } from "./server-limits.js";
 import type { MessageTransport, TransportFailureKind } from "./http-transport.js";
 
 export interface SessionAccount {
@@ -200,7 +202,7 @@ export async function runManagementSession(o: ManagementSessionOptions): Promise
   const settle = (transportFailure?: TransportFailureKind, transportMessage?: string): SessionSummary => {
     const outcome = session.outcome;
     assert.ok(outcome !== undefined, "the session is over");
-    persist(o, outcome, transportFailure === undefined ? "all" : "received");
+    persist(o, outcome, transportFailure === undefined ? "all" : "received", session.serverLimits);
     const result = summary(
       transportMessage === undefined ? outcome : { ...outcome, reason: transportMessage },
       transportFailure,
@@ -233,7 +235,7 @@ export async function runManagementSession(o: ManagementSessionOptions): Promise
     log.debug(() => `« answer ${messages} from ${o.account.serverId}: ${res.body.byteLength} bytes`);
     const next = session.receive(res.body, res.contentType, res.headers);
     if (next.kind === "done") {
-      persist(o, next, "all");
+      persist(o, next, "all", session.serverLimits);
       return summary(next);
     }
     step = next;
@@ -288,17 +290,31 @@ function readCredentials(tree: DmTree, account: SessionAccount): Credentials {
  * the nonce it gave us. Whether our last message, and a nonce it carried, reached the server is not
  * known, so the stored server nonce stays (a mismatch is repaired by the next challenge).
  */
-function persist(o: ManagementSessionOptions, outcome: ClientOutcome, what: "all" | "received"): void {
+function persist(
+  o: ManagementSessionOptions,
+  outcome: ClientOutcome,
+  what: "all" | "received",
+  limits: ServerLimits,
+): void {
   // No fsync of its own (Store.relaxed): losing it to a power cut costs a resent alert and one
   // challenge, and the server's commands were already durable before their Status went out.
   o.tree.store.relaxed(() => {
-    persistNow(o, outcome, what);
+    persistNow(o, outcome, what, limits);
   });
 }
 
-function persistNow(o: ManagementSessionOptions, outcome: ClientOutcome, what: "all" | "received"): void {
+function persistNow(
+  o: ManagementSessionOptions,
+  outcome: ClientOutcome,
+  what: "all" | "received",
+  limits: ServerLimits,
+): void {
   o.tree.transaction(() => {
     o.outbox.acknowledge(outcome.alertsAcknowledged);
+    // The server's MaxMsgSize / MaxObjSize, for alerts built before its next session (fan-out
+    // results inline or by URI, server-limits.ts). Only an authenticated server's: a peer that
+    // could not prove it is the server does not get to size what we send the server.
+    if (outcome.serverAuthenticated) recordServerLimits(o.tree.store, o.account.serverId, limits);
     const nonces: [string, Uint8Array][] = [[CLIENT_AUTH_NAME, outcome.nonces.client]];
     if (what === "all") nonces.push([SERVER_AUTH_NAME, outcome.nonces.server]);
     for (const [name, nonce] of nonces) {
