@@ -7,7 +7,8 @@
  *                               and one row per device (pending), Status InProgress -> 202
  *   after the commit         -> run: a window of `Concurrency` devices (and each transport's limit),
  *                               at most `Rate` device starts per second (retries included);
- *                               mark a batch dispatched (one commit), EndDevice.execute each;
+ *                               mark a batch dispatched (one commit, fsynced only when the commands
+ *                               are not idempotent), EndDevice.execute each;
  *                               503/504 retried after a backoff up to `Retries` times
  *   each outcome             -> buffered, then one group commit (every `flushMs`): Results/<n>,
  *                               the device row done, the Progress counters; the last one also
@@ -40,6 +41,7 @@ import {
   succeeded,
   type JobStatus,
 } from "./results.js";
+import { DeviceQueue } from "./device-queue.js";
 
 /** A job's options (`<job>/Ext/Options`), with the defaults of a fresh job. */
 export interface JobOptions {
@@ -313,14 +315,15 @@ export class FanoutEngine {
    * stop wake it. It never polls: with nothing to do it waits on one promise and at most one timer.
    */
   async #run(job: RunningJob): Promise<void> {
-    const queue = (this.#stmt.devicesIn.all(job.path, "pending") as DeviceRow[]).map((d) => ({
-      ...d,
-      attempt: 0,
-    }));
+    type Queued = DeviceRow & { readonly attempt: number; readonly lane: TransportKind | undefined };
+    const queue = new DeviceQueue<TransportKind, Queued>();
+    for (const d of this.#stmt.devicesIn.all(job.path, "pending") as DeviceRow[]) {
+      queue.push({ ...d, attempt: 0, lane: this.#o.devices(d.device_id)?.transport });
+    }
     const perTransport = new Map<TransportKind, number>();
     const inFlight = new Set<Promise<void>>();
     const limit = (t: TransportKind): number => this.#o.transportLimit?.(t) ?? Number.POSITIVE_INFINITY;
-    const waiting: { device: (typeof queue)[number]; at: number }[] = [];
+    const waiting: { device: Queued; at: number }[] = [];
     // Rate limit by strict spacing: consecutive starts are at least 1000/Rate ms apart, so no 1 s
     // window (half-open) ever holds more than Rate starts. A token bucket with burst b would let
     // b + Rate starts into one second (a full bucket, then a second's refill), and the point of a
@@ -328,13 +331,17 @@ export class FanoutEngine {
     // an average over bursts. Constant memory, unlike a log of the last Rate start times.
     const spacingMs = job.options.ratePerSecond > 0 ? 1000 / job.options.ratePerSecond : 0;
     let nextStartAt = Number.NEGATIVE_INFINITY;
-    while (queue.length > 0 || inFlight.size > 0 || waiting.length > 0) {
+    // The dispatch marks protect non-idempotent commands from a second run after a power cut, so
+    // they are fsynced before the commands leave. An idempotent job reruns its dispatched devices
+    // anyway (resume()): its marks need no fsync of their own.
+    const durableMarks = !idempotent(job.commands);
+    while (queue.size > 0 || inFlight.size > 0 || waiting.length > 0) {
       if (job.cancelled || job.aborted || this.#stopped) {
         if (this.#stopped) break;
         const reason = job.cancelled
           ? "cancelled"
           : `aborted: more than ${job.options.abortThresholdPercent}% failed`;
-        for (const d of [...queue.splice(0), ...waiting.splice(0).map((w) => w.device)]) {
+        for (const d of [...queue.drain(), ...waiting.splice(0).map((w) => w.device)]) {
           this.#finished(job, {
             deviceId: d.device_id,
             n: d.n,
@@ -351,36 +358,34 @@ export class FanoutEngine {
           waiting.splice(i, 1);
         }
       }
-      const batch: { row: (typeof queue)[number]; device: EndDevice | undefined }[] = [];
+      const batch: { row: Queued; device: EndDevice | undefined }[] = [];
       // Starts the rate allows this turn: one when the slot is due (spacing), else none.
       let rateSlots = spacingMs === 0 ? Number.POSITIVE_INFINITY : now >= nextStartAt ? 1 : 0;
-      let rateBlocked = false;
-      for (let i = 0; i < queue.length && inFlight.size + batch.length < job.options.concurrency;) {
-        const row = queue[i];
+      // A device missing from the inventory (lane undefined) opens no session: its 503 waits for
+      // neither a transport's limit nor the rate.
+      const open = (lane: TransportKind | undefined): boolean =>
+        lane === undefined || (rateSlots > 0 && (perTransport.get(lane) ?? 0) < limit(lane));
+      while (inFlight.size + batch.length < job.options.concurrency) {
+        const row = queue.take(open);
         if (row === undefined) break;
         const device = this.#o.devices(row.device_id);
-        const transport = device?.transport;
-        if (transport !== undefined && (perTransport.get(transport) ?? 0) >= limit(transport)) {
-          i++;
-          continue;
-        }
-        // A device missing from the inventory opens no session: its 503 does not wait for the rate.
         if (device !== undefined) {
-          if (rateSlots <= 0) {
-            rateBlocked = true;
-            break;
-          }
           rateSlots--;
+          perTransport.set(device.transport, (perTransport.get(device.transport) ?? 0) + 1);
         }
-        queue.splice(i, 1);
-        if (transport !== undefined) perTransport.set(transport, (perTransport.get(transport) ?? 0) + 1);
         batch.push({ row, device });
       }
+      const rateBlocked = rateSlots <= 0 && queue.size > 0;
       if (batch.length > 0) {
-        // One commit marks the batch dispatched before any of its commands leave.
-        this.#tree.transaction(() => {
-          for (const b of batch) this.#stmt.dispatch.run(job.path, b.row.device_id);
-        });
+        const mark = (): void => {
+          this.#tree.transaction(() => {
+            // Results waiting for the group commit share this one (a non-idempotent job's fsync).
+            if (durableMarks) this.#recordBuffered();
+            for (const b of batch) this.#stmt.dispatch.run(job.path, b.row.device_id);
+          });
+        };
+        if (durableMarks) mark();
+        else this.#tree.store.relaxed(mark);
       }
       for (const { row, device } of batch) {
         const controller = new AbortController();
@@ -432,10 +437,13 @@ export class FanoutEngine {
       );
       if (inFlight.size > 0 || wakeAt !== Number.POSITIVE_INFINITY) {
         await this.#sleep(job, wakeAt);
-      } else if (queue.length > 0) {
+        // Let the other devices that finish in this turn of the event loop report first, so the
+        // next batch (and its one commit) takes all of their places at once.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      } else if (queue.size > 0) {
         // Every queued device waits for its transport's limit, yet nothing is in flight: the limit
         // is 0 for that transport. Give those devices their outcome rather than spin.
-        for (const d of queue.splice(0)) {
+        for (const d of queue.drain()) {
           this.#finished(job, {
             deviceId: d.device_id,
             n: d.n,
@@ -503,16 +511,22 @@ export class FanoutEngine {
 
   /** One transaction for every buffered outcome, and the end of any job they complete. */
   #flush(): void {
+    if ([...this.#jobs.values()].some((j) => j.buffer.length > 0)) {
+      this.#tree.transaction(() => {
+        this.#recordBuffered();
+      });
+    }
+  }
+
+  /** Writes every buffered outcome (inside a transaction) and ends the jobs they complete. */
+  #recordBuffered(): void {
     clearTimeout(this.#flushTimer);
     this.#flushTimer = undefined;
-    const jobs = [...this.#jobs.values()].filter((j) => j.buffer.length > 0);
-    if (jobs.length === 0) return;
-    this.#tree.transaction(() => {
-      for (const job of jobs) {
-        for (const f of job.buffer.splice(0)) this.#record(job.path, job.commands, job.options, f);
-        this.#afterRecords(job.path, job.cancelled);
-      }
-    });
+    for (const job of this.#jobs.values()) {
+      if (job.buffer.length === 0) continue;
+      for (const f of job.buffer.splice(0)) this.#record(job.path, job.commands, job.options, f);
+      this.#afterRecords(job.path, job.cancelled);
+    }
   }
 
   /** Writes one device's result (inside a transaction); a device already done is left as it is. */
