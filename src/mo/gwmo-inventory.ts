@@ -78,18 +78,24 @@ export function mirrorInventory(
 
 function writeRecord(tree: DmTree, r: DeviceRecord, root: string): void {
   const base = inventoryPath(r.deviceId, root);
+  // Most changes are a session's touch (LastSeen, the same DevInfo again): a leaf that already holds
+  // its value is not rewritten (a read costs a fraction of a write, and a fan-out makes one a device).
   const leaf = (name: string, value: string): void => {
-    tree.write({ path: `${base}/${name}`, format: "chr", value, access: Access.Get });
+    const path = `${base}/${name}`;
+    if (tree.read(path)?.value === value) return;
+    tree.write({ path, format: "chr", value, access: Access.Get });
   };
-  tree.write({ path: base, format: "node", access: Access.Get });
+  if (tree.read(base) === undefined) tree.write({ path: base, format: "node", access: Access.Get });
   leaf("DeviceID", r.deviceId);
   leaf("Transport", r.transport);
   leaf("Mode", r.mode);
   leaf("Address", r.address);
   leaf("Status", r.status);
   leaf("LastSeen", r.lastSeenMs === undefined ? "" : new Date(r.lastSeenMs).toISOString());
-  tree.write({ path: `${base}/DevInfo`, format: "node", access: Access.Get });
+  if (tree.read(`${base}/DevInfo`) === undefined)
+    tree.write({ path: `${base}/DevInfo`, format: "node", access: Access.Get });
   for (const [name, value] of Object.entries(r.devInfo)) {
-    tree.write({ path: childPath(`${base}/DevInfo`, name), format: "chr", value, access: Access.Get });
+    const path = childPath(`${base}/DevInfo`, name);
+    if (tree.read(path)?.value !== value) tree.write({ path, format: "chr", value, access: Access.Get });
   }
 }
