@@ -50,9 +50,47 @@ export enum ErrorCode {
   Driver_LinkLost = "Driver_LinkLost",
   Driver_Stopped = "Driver_Stopped",
 
+  // Config_*: the site configuration (src/config) or a board profile (board/profile.ts).
+  /** The configuration has problems; `context.problems` lists every one with its path. */
+  Config_Invalid = "Config_Invalid",
+  /** The configuration file cannot be read or parsed. */
+  Config_Unreadable = "Config_Unreadable",
+  /** A board profile is unknown or its data is invalid. */
+  Config_BoardProfile = "Config_BoardProfile",
+
+  // Runtime_*: the composition root (src/runtime/gateway.ts) and its plumbing (sd-notify.ts).
+  /** A start step failed; `context.step` names it. */
+  Runtime_StartFailed = "Runtime_StartFailed",
+  /** A message to the service manager (sd_notify) was not delivered; logged, never thrown. */
+  Runtime_NotifyFailed = "Runtime_NotifyFailed",
+
   // Cli_*: the command line was used wrongly.
   Cli_Usage = "Cli_Usage",
   Cli_Io = "Cli_Io",
+
+  // Control_*: the local control socket (runtime/control-*.ts).
+  /** No service answers on the control socket (none runs, or the socket is not ours to use). */
+  Control_Unavailable = "Control_Unavailable",
+  /** Another live service already answers on the control socket path. */
+  Control_InUse = "Control_InUse",
+  /** The control socket could not be created. */
+  Control_ListenFailed = "Control_ListenFailed",
+  /** A request that is not a JSON object with a string id and method, or with bad params. */
+  Control_BadRequest = "Control_BadRequest",
+  Control_UnknownMethod = "Control_UnknownMethod",
+  /** A request line over the size limit: answered, then the connection is closed. */
+  Control_TooLarge = "Control_TooLarge",
+  /** What a request names (a node, a job) does not exist. */
+  Control_NotFound = "Control_NotFound",
+  /** The gateway refused the request (a job that cannot start, a node that exists). */
+  Control_Refused = "Control_Refused",
+  /** The service's answer did not follow the protocol (client side). */
+  Control_Protocol = "Control_Protocol",
+
+  // Metrics_*: the Prometheus endpoint (runtime/metrics.ts).
+  /** The metrics endpoint may listen on a loopback address only. */
+  Metrics_NotLoopback = "Metrics_NotLoopback",
+  Metrics_ListenFailed = "Metrics_ListenFailed",
 }
 
 export interface GatewayErrorOptions {

@@ -39,6 +39,8 @@ export interface LoggerOptions {
   destination?: LogDestination;
   /** Field keys to redact besides the built-in ones (matched case-insensitively, at any depth). */
   redact?: readonly string[];
+  /** The environment `"auto"` looks at (JOURNAL_STREAM, INVOCATION_ID). Default `process.env`. */
+  env?: Readonly<Record<string, string | undefined>>;
 }
 
 /** Field keys always written as `"[redacted]"` (case-insensitive, at any depth). */
@@ -82,7 +84,7 @@ const SYSLOG_PRIORITY: Readonly<Record<LogLevel, number>> = {
  */
 export function createLogger(options: LoggerOptions = {}): Logger & { flush(): void } {
   const destination = options.destination ?? process.stdout;
-  const format = resolveFormat(options.format ?? "auto", destination);
+  const format = resolveFormat(options.format ?? "auto", destination, options.env ?? process.env);
   const redact = new Set([...REDACTED_KEYS, ...(options.redact ?? [])].map((k) => k.toLowerCase()));
   const sink = new Sink(destination, format);
   const root = pino(
@@ -103,10 +105,13 @@ export function createLogger(options: LoggerOptions = {}): Logger & { flush(): v
   return new PinoLogger(root, options.namespace ?? "dmgw");
 }
 
-function resolveFormat(format: LogFormat | "auto", destination: LogDestination): LogFormat {
+function resolveFormat(
+  format: LogFormat | "auto",
+  destination: LogDestination,
+  env: Readonly<Record<string, string | undefined>>,
+): LogFormat {
   if (format !== "auto") return format;
   if (destination.isTTY === true) return "pretty";
-  const env = process.env;
   if (nonEmpty(env["JOURNAL_STREAM"]) || nonEmpty(env["INVOCATION_ID"])) return "journald";
   return "json";
 }

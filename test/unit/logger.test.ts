@@ -138,6 +138,16 @@ describe("createLogger", () => {
       assert.equal(typeof parsed(out.writes[0])["time"], "string");
     });
 
+    it("reads the environment it is given, not process.env", () => {
+      const { out, log } = setup({ format: "auto", env: { JOURNAL_STREAM: "8:12345" } });
+      log.error("e");
+      assert.equal(journald(out.writes[0]).priority, 3);
+      const plain = setup({ format: "auto", env: {} });
+      process.env["INVOCATION_ID"] = "x";
+      plain.log.info("i");
+      assert.equal(typeof parsed(plain.out.writes[0])["time"], "string");
+    });
+
     it("picks pretty on a TTY", () => {
       process.env["INVOCATION_ID"] = "x";
       const out = new Collector();
