@@ -21,6 +21,12 @@ const REQUIRED = [
     probe: "/usr/bin/dbus-daemon",
     why: "BLE driver tests (a private system bus for node-ble and the fake org.bluez)",
   },
+  {
+    // systemd-analyze, systemd-notify, systemd-sysusers and systemd-tmpfiles; PID 1 need not be systemd.
+    pkg: "systemd",
+    probe: "/usr/bin/systemd-notify",
+    why: "service tests (sd_notify via systemd-notify, systemd-analyze verify/security of the unit)",
+  },
 ];
 
 const missing = REQUIRED.filter((r) => !existsSync(r.probe));
