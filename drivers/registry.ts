@@ -36,12 +36,16 @@ export function isProxyDriverKind(kind: TransportKind): kind is ProxyDriverKind 
 
 /**
  * Loads the driver module of `kind` and makes a driver (not started).
+ * @param adaptationCtx ble only: where its GATT-only (adaptation) devices are reported; a gateway
+ *   passes its southbound's `adaptationContext("ble", ...)` so they are registered as adaptation
+ *   devices, not as proxy devices (drivers/ble/driver.ts).
  * @throws GatewayError(Driver_StartFailed) when the module cannot be loaded (a missing dependency).
  */
 export async function createProxyDriver<K extends ProxyDriverKind>(
   kind: K,
   config: ProxyDriverConfigs[K],
   ctx: ProxyDriverContext,
+  adaptationCtx?: Pick<DriverContext, "onDeviceSeen" | "onDeviceLost">,
 ): Promise<ProxyDriver> {
   try {
     switch (kind) {
@@ -54,8 +58,8 @@ export async function createProxyDriver<K extends ProxyDriverKind>(
         return createMqttDriver(config as MqttDriverConfig, ctx);
       }
       case "ble": {
-        const { createBleDriver } = await import("./ble/driver.js");
-        return createBleDriver(config as BleDriverConfig, ctx);
+        const { BleDriver } = await import("./ble/driver.js");
+        return new BleDriver(config as BleDriverConfig, ctx, adaptationCtx);
       }
       case "serial": {
         const { createSerialDriver } = await import("./serial/driver.js");

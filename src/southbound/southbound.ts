@@ -151,8 +151,9 @@ export class Southbound {
     this.proxy.attach(driver);
   }
 
+  /** Each driver once: the BLE driver is both a proxy and an adaptation driver. */
   get drivers(): readonly (ProxyDriver | AdaptationDriver)[] {
-    return [...this.#drivers.values(), ...this.#adapters.values()];
+    return [...new Set([...this.#drivers.values(), ...this.#adapters.values()])];
   }
 
   /** The device as the fan-out engine drives it; undefined when the inventory does not hold it. */

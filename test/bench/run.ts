@@ -13,6 +13,7 @@ const BENCHES: ReadonlyMap<string, () => Promise<BenchModule>> = new Map([
   ["session", (): Promise<BenchModule> => import("./session.bench.js")],
   ["southbound", (): Promise<BenchModule> => import("./southbound.bench.js")],
   ["fanout", (): Promise<BenchModule> => import("./fanout.bench.js")],
+  ["runtime", (): Promise<BenchModule> => import("./runtime.bench.js")],
 ]);
 
 async function main(argv: readonly string[]): Promise<number> {
