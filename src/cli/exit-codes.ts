@@ -9,6 +9,8 @@ export const ExitCode = {
   DataError: 65,
   /** An input file could not be opened. */
   NoInput: 66,
+  /** A service the command needs is not available (no dmgw service answers on the control socket). */
+  Unavailable: 69,
   /** An I/O error other than a missing input. */
   IoError: 74,
   /** The configuration is invalid: systemd must not restart (RestartPreventExitStatus=78). */

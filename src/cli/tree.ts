@@ -1,47 +1,44 @@
 /**
- * `dmgw tree get|set|list|export`: the management tree of a dmgw database, read and written as the
- * gateway itself (no ACL), straight from the SQLite file until the control socket exists (issue #8).
+ * `dmgw tree get|set|list|export`: the management tree, read and written as the gateway itself (no
+ * ACL). While the service runs, through its control socket (design.md section 6: the CLI reads
+ * nothing behind the service's back); with `--db FILE`, or when no service answers on the default
+ * socket, straight from the SQLite file (offline mode, for a stopped gateway).
  *
  * Secret nodes (AAuthSecret, AAuthData) are never printed, in any format: `<secret>` in text, no
  * value and `"secret": true` in JSON, no Value in TNDS. The database is opened with `create: false`,
  * so a wrong path never leaves a new file behind. Output is written only once the command succeeded.
  */
 import { statSync } from "node:fs";
-import { join } from "node:path";
+import { resolvePaths } from "../config/paths.js";
 import { ErrorCode, GatewayError, isGatewayError } from "../core/errors.js";
-import { standardPolicyFor } from "../mo/standard.js";
-import { NodeFlag, type NodeSpec } from "../tree/plugin.js";
+import type { WireNode } from "../runtime/control-api.js";
+import { wireNode } from "../runtime/control-api.js";
+import { connectControl, type ControlConnection, type ControlEnv } from "../runtime/control-client.js";
+import { setLeaf, settableFormat, SETTABLE_FORMATS, type SettableFormat } from "../runtime/tree-admin.js";
+import { NodeFlag } from "../tree/plugin.js";
 import { ROOT_ID, Store, type NodeRow } from "../tree/store.js";
 import { nodesToTnds, tndsToXml } from "../tree/tnds.js";
 import { DmTree, treeNodeToTnds, type TreeNode } from "../tree/tree.js";
-import { NODE_FORMATS, type NodeFormat, type NodeValue } from "../tree/types.js";
+import { NODE_FORMATS } from "../tree/types.js";
 import { childPath, parseUri } from "../tree/uri.js";
 import { parseCliArgs, usageError, type OptionSpec } from "./args.js";
+import { socketPath } from "./control.js";
 import { ExitCode } from "./exit-codes.js";
 import type { Output } from "./io.js";
+
+export { SETTABLE_FORMATS, type SettableFormat } from "../runtime/tree-admin.js";
 
 /** Exit status of a command the tree refused: no such node, or a node that cannot take the value. */
 export const EXIT_TREE_REFUSED = 1;
 
-export const SETTABLE_FORMATS = [
-  "chr",
-  "int",
-  "bool",
-  "b64",
-  "bin",
-  "float",
-  "date",
-  "time",
-  "xml",
-  "null",
-] as const;
-export type SettableFormat = (typeof SETTABLE_FORMATS)[number];
-
-export const TREE_USAGE = `usage: dmgw tree get URI [--db FILE] [--json]
-       dmgw tree set URI VALUE [--format ${SETTABLE_FORMATS.join("|")}] [--db FILE]
-       dmgw tree list URI [--depth N] [--db FILE] [--json]
-       dmgw tree export URI --tnds [--db FILE] [--json]
-  --db       the database (default $DMGW_DATA/dmgw.db, else $STATE_DIRECTORY/dmgw.db); never created
+export const TREE_USAGE = `usage: dmgw tree get URI [--db FILE | --socket PATH] [--json]
+       dmgw tree set URI VALUE [--format ${SETTABLE_FORMATS.join("|")}] [--db FILE | --socket PATH]
+       dmgw tree list URI [--depth N] [--db FILE | --socket PATH] [--json]
+       dmgw tree export URI --tnds [--db FILE | --socket PATH] [--json]
+  --socket   the running service's control socket (default $DMGW_DATA/runtime/dmgw.sock, else
+             $RUNTIME_DIRECTORY/dmgw.sock, else /run/dmgw/dmgw.sock); the tree is the service's
+  --db       offline: the database file itself (default, when no service answers on the default
+             socket: $DMGW_DATA/state/dmgw.db, else $STATE_DIRECTORY/dmgw.db); never created
   get        a leaf's value, or an interior node's child names, one per line
   set        a leaf's value; a missing node is created (format chr unless --format), an existing one
              keeps its format unless --format; b64 and bin take Base64 and store bytes (Format bin)
@@ -51,34 +48,34 @@ export const TREE_USAGE = `usage: dmgw tree get URI [--db FILE] [--json]
   --json     get: an object, list: an array, export: {contentType, tnds}; bytes as {"base64": ...}
   secret values are never printed: <secret> in text, "secret": true in JSON, no Value in TNDS
   exit: 0 done, 1 no such node or the node cannot take the value, 64 usage (also a bad URI or value),
-        65 the database is corrupt or not dmgw's, 66 the database does not exist, 74 it cannot be used`;
+        65 the database is corrupt or not dmgw's, 66 the database does not exist, 74 it cannot be used,
+        69 --socket given and no service answers on it`;
 
 /** The properties `export --tnds` writes: those TNDS 1.2 section 9.2.1 allows in a file, and Value. */
 const EXPORT_PROPERTIES = ["ACL", "Format", "Title", "TStamp", "Type", "VerNo", "Value"] as const;
 const NO_LIMITS = { maxDepth: 0, maxTotLen: 0, maxSegLen: 0 } as const;
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 const SECRET_TEXT = "<secret>";
 
-/** The environment variables that locate the default database. */
-export interface TreeCliEnv {
+/** The environment variables that locate the default database and control socket. */
+export interface TreeCliEnv extends ControlEnv {
   readonly DMGW_DATA?: string | undefined;
   readonly STATE_DIRECTORY?: string | undefined;
 }
 
 /**
- * Runs `dmgw tree ARGS`. Returns the exit status; a failure of the database or the tree is one line
- * on stderr (`dmgw: ...`) and nothing on stdout.
+ * Runs `dmgw tree ARGS`. Returns the exit status; a failure of the database, the service or the tree
+ * is one line on stderr (`dmgw: ...`) and nothing on stdout.
  *
  * @throws GatewayError(Cli_Usage) for a bad command line (the caller prints it and exits 64).
  */
-export function runTree(
+export async function runTree(
   args: readonly string[],
   stdout: Output,
   stderr: Output,
   env: TreeCliEnv = process.env,
-): number {
+): Promise<number> {
   try {
-    stdout.write(treeCommand(args, env));
+    stdout.write(await treeCommand(args, env));
     return ExitCode.Ok;
   } catch (e) {
     const status = isGatewayError(e) ? exitStatusOf(e.code) : undefined;
@@ -97,6 +94,12 @@ const EXIT_STATUS: ReadonlyMap<ErrorCode, number> = new Map([
   [ErrorCode.Store_Unavailable, ExitCode.IoError],
   [ErrorCode.Tree_NotFound, EXIT_TREE_REFUSED],
   [ErrorCode.Tree_Conflict, EXIT_TREE_REFUSED],
+  // Through the service: the same outcomes, under the control socket's codes.
+  [ErrorCode.Control_NotFound, EXIT_TREE_REFUSED],
+  [ErrorCode.Control_Refused, EXIT_TREE_REFUSED],
+  [ErrorCode.Control_BadRequest, ExitCode.Usage],
+  [ErrorCode.Control_Unavailable, ExitCode.Unavailable],
+  [ErrorCode.Control_Protocol, ExitCode.Unavailable],
 ]);
 
 /** The exit status of a GatewayError this command reports itself; undefined for the caller's. */
@@ -104,51 +107,50 @@ export function exitStatusOf(code: ErrorCode): number | undefined {
   return EXIT_STATUS.get(code);
 }
 
+/** Where the command reads and writes: the running service, or the database file. */
+interface TreeBackend {
+  get(uri: string): Promise<WireNode>;
+  list(uri: string, depth: number): Promise<WireNode[]>;
+  set(uri: string, value: string, format: SettableFormat | undefined): Promise<void>;
+  close(): void;
+}
+
 /** Runs the command and returns what goes to stdout. */
-function treeCommand(args: readonly string[], env: TreeCliEnv): string {
+async function treeCommand(args: readonly string[], env: TreeCliEnv): Promise<string> {
   const [verb, ...rest] = args;
+  const where = { db: { type: "string" }, socket: { type: "string" }, json: { type: "boolean" } } as const;
   switch (verb) {
     case "get": {
-      const { values, positionals } = parse(rest, { db: { type: "string" }, json: { type: "boolean" } });
+      const { values, positionals } = parse(rest, where);
       const [uri] = exactly(positionals, ["URI"]);
-      return withTree(dbPath(values.db, env), (tree) => get(tree, uri, values.json === true));
+      return withBackend(values, env, async (b) => renderGet(await b.get(uri), values.json === true));
     }
     case "set": {
-      const { values, positionals } = parse(rest, {
-        db: { type: "string" },
-        json: { type: "boolean" },
-        format: { type: "string" },
-      });
-      const format = settableFormat(values.format);
+      const { values, positionals } = parse(rest, { ...where, format: { type: "string" } });
+      const format = settableFormatOption(values.format);
       // `set URI --format null` needs no VALUE.
       const [uri, value] =
         format === "null" && positionals.length === 1
           ? [positionals[0] ?? "", ""]
           : exactly(positionals, ["URI", "VALUE"]);
-      return withTree(dbPath(values.db, env), (tree) => {
-        set(tree, uri, value, format);
+      return withBackend(values, env, async (b) => {
+        await b.set(uri, value, format);
         return "";
       });
     }
     case "list": {
-      const { values, positionals } = parse(rest, {
-        db: { type: "string" },
-        json: { type: "boolean" },
-        depth: { type: "string" },
-      });
+      const { values, positionals } = parse(rest, { ...where, depth: { type: "string" } });
       const [uri] = exactly(positionals, ["URI"]);
       const depth = depthOption(values.depth);
-      return withTree(dbPath(values.db, env), (tree) => list(tree, uri, depth, values.json === true));
+      return withBackend(values, env, async (b) =>
+        renderList(await b.list(uri, depth), values.json === true),
+      );
     }
     case "export": {
-      const { values, positionals } = parse(rest, {
-        db: { type: "string" },
-        json: { type: "boolean" },
-        tnds: { type: "boolean" },
-      });
+      const { values, positionals } = parse(rest, { ...where, tnds: { type: "boolean" } });
       const [uri] = exactly(positionals, ["URI"]);
       if (values.tnds !== true) throw usage("export needs --tnds (the only export format so far)");
-      return withTree(dbPath(values.db, env), (tree) => exportTnds(tree, uri, values.json === true));
+      return withBackend(values, env, (b) => exportTnds(b, uri, values.json === true));
     }
     case "help":
     case "--help":
@@ -161,18 +163,96 @@ function treeCommand(args: readonly string[], env: TreeCliEnv): string {
   }
 }
 
+/**
+ * `--db FILE`: the file, offline. Otherwise the running service through the control socket
+ * (`--socket`, else the default path); when no service answers there and no `--socket` was given,
+ * the default database file (a stopped gateway's tree).
+ */
+async function withBackend(
+  where: { readonly db?: string | undefined; readonly socket?: string | undefined },
+  env: TreeCliEnv,
+  fn: (backend: TreeBackend) => Promise<string>,
+): Promise<string> {
+  if (where.db !== undefined && where.socket !== undefined) {
+    throw usage("give --db FILE (offline) or --socket PATH (the service), not both");
+  }
+  if (where.db !== undefined) return fn(fileBackend(dbPath(where.db, env)));
+  const path = socketPath(where.socket, env);
+  let connection: ControlConnection;
+  try {
+    connection = await connectControl(path);
+  } catch (e) {
+    // No service: the file is the tree (only when nothing runs, not when the socket refused us).
+    const why = isGatewayError(e, ErrorCode.Control_Unavailable) ? e.context?.["reason"] : undefined;
+    if (where.socket !== undefined || (why !== "ENOENT" && why !== "ECONNREFUSED")) throw e;
+    return fn(fileBackend(dbPath(undefined, env)));
+  }
+  const backend = socketBackend(connection);
+  try {
+    return await fn(backend);
+  } finally {
+    backend.close();
+  }
+}
+
+function socketBackend(c: ControlConnection): TreeBackend {
+  // The service is ours: its answers have the shapes control-api.ts gives them.
+  return {
+    get: async (uri) => (await c.request("tree.get", { uri })) as WireNode,
+    list: async (uri, depth) =>
+      (await c.request("tree.list", { uri, ...(Number.isFinite(depth) && { depth }) })) as WireNode[],
+    set: async (uri, value, format) => {
+      await c.request("tree.set", { uri, value, ...(format !== undefined && { format }) });
+    },
+    close: () => {
+      c.close();
+    },
+  };
+}
+
+/** The database file, opened for each call (never created) and closed after it. */
+function fileBackend(path: string): TreeBackend {
+  return {
+    get: (uri) =>
+      Promise.resolve(
+        withTree(path, (tree) => {
+          const { path: at, row } = existing(tree, uri);
+          const node = wireOf(show(tree, at, row, 0));
+          const children = node.format === "node" ? tree.store.childNames(row.id) : undefined;
+          return { ...node, ...(children !== undefined && { children }) };
+        }),
+      ),
+    list: (uri, depth) => Promise.resolve(withTree(path, (tree) => subtree(tree, uri, depth).map(wireOf))),
+    set: (uri, value, format) => {
+      withTree(path, (tree) => {
+        const outcome = setLeaf(tree, uri, value, format, NO_LIMITS);
+        if (outcome.ok) return;
+        if (outcome.kind === "input") throw lineError(outcome.message);
+        throw new GatewayError(outcome.message, ErrorCode.Tree_Conflict, { context: { uri } });
+      });
+      return Promise.resolve();
+    },
+    close: () => undefined,
+  };
+}
+
 // ---------------------------------------------------------------- the database
 
-/** `--db`, else `$DMGW_DATA/dmgw.db`, else `$STATE_DIRECTORY/dmgw.db` (its first path, as systemd sets it). */
+/**
+ * `--db`, else the service's database as config/paths.ts places it: `$DMGW_DATA/state/dmgw.db`, else
+ * `$STATE_DIRECTORY/dmgw.db` (its first path, as systemd sets it); with neither set, a usage error.
+ */
 function dbPath(option: string | undefined, env: TreeCliEnv): string {
   if (option !== undefined) {
     if (option === "") throw usage("--db needs a file name");
     return option;
   }
-  if (env.DMGW_DATA !== undefined && env.DMGW_DATA !== "") return join(env.DMGW_DATA, "dmgw.db");
+  const data = env.DMGW_DATA !== undefined && env.DMGW_DATA !== "";
   const state = env.STATE_DIRECTORY?.split(":")[0];
-  if (state !== undefined && state !== "") return join(state, "dmgw.db");
-  throw usage("no database: give --db FILE, or set DMGW_DATA or STATE_DIRECTORY");
+  if (!data && (state === undefined || state === "")) {
+    throw usage("no database: give --db FILE, or set DMGW_DATA or STATE_DIRECTORY");
+  }
+  return resolvePaths({ DMGW_DATA: env.DMGW_DATA, STATE_DIRECTORY: env.STATE_DIRECTORY }).db;
 }
 
 /**
@@ -307,49 +387,50 @@ function subtree(tree: DmTree, text: string, maxDepth: number): Shown[] {
   return out;
 }
 
-function get(tree: DmTree, text: string, json: boolean): string {
-  const { path, row } = existing(tree, text);
-  const shown = show(tree, path, row, 0);
-  const interior = shown.node.format === "node";
-  const children = interior ? tree.store.childNames(row.id) : undefined;
-  if (json) return toJson({ ...jsonNode(shown), ...(children !== undefined && { children }) });
-  if (children !== undefined) return children.map((c) => `${c}\n`).join("");
-  if (shown.secret) return `${SECRET_TEXT}\n`;
-  const value = shown.node.value;
-  return `${value === undefined ? "" : typeof value === "string" ? value : `b64:${base64(value)}`}\n`;
+/** A node as both modes give it to the renderers (the offline one through the same converter). */
+function wireOf(shown: Shown): WireNode {
+  return wireNode(shown.secret ? { ...shown.node, secret: true } : shown.node);
 }
 
-function list(tree: DmTree, text: string, maxDepth: number, json: boolean): string {
-  const nodes = subtree(tree, text, maxDepth);
-  if (json) return toJson(nodes.map(jsonNode));
+function renderGet(node: WireNode, json: boolean): string {
+  if (json) return toJson(node);
+  if (node.children !== undefined) return node.children.map((c) => `${c}\n`).join("");
+  if (node.secret === true) return `${SECRET_TEXT}\n`;
+  const value = node.value;
+  return `${value === undefined ? "" : typeof value === "string" ? value : `b64:${value.base64}`}\n`;
+}
+
+function renderList(nodes: readonly WireNode[], json: boolean): string {
+  if (json) return toJson(nodes);
   return nodes.map(listLine).join("");
 }
 
-function listLine(shown: Shown): string {
-  const { path, format, value } = shown.node;
-  if (format === "node") return `${path}\t${format}\n`;
-  const text = shown.secret
-    ? SECRET_TEXT
-    : value === undefined
-      ? ""
-      : typeof value === "string"
-        ? escapeLine(value)
-        : `b64:${base64(value)}`;
-  return `${path}\t${format}\t${text}\n`;
+function listLine(n: WireNode): string {
+  if (n.format === "node") return `${n.path}\t${n.format}\n`;
+  const value = n.value;
+  const text =
+    n.secret === true
+      ? SECRET_TEXT
+      : value === undefined
+        ? ""
+        : typeof value === "string"
+          ? escapeLine(value)
+          : `b64:${value.base64}`;
+  return `${n.path}\t${n.format}\t${text}\n`;
 }
 
-function exportTnds(tree: DmTree, text: string, json: boolean): string {
-  const shown = subtree(tree, text, Number.POSITIVE_INFINITY);
+async function exportTnds(backend: TreeBackend, text: string, json: boolean): Promise<string> {
+  const shown = await backend.list(text, Number.POSITIVE_INFINITY);
   const top = shown[0];
   // The root itself has no NodeName in TNDS: exporting `.` needs at least one node below it.
-  if (top === undefined || (top.node.path === "." && shown.length === 1)) {
+  if (top === undefined || (top.path === "." && shown.length === 1)) {
     throw new GatewayError("the tree is empty: nothing to export", ErrorCode.Tree_NotFound);
   }
-  const nodes = shown.map((s) => treeNodeToTnds(s.node));
-  const man = chrValue(tree, "./DevInfo/Man");
-  const mod = chrValue(tree, "./DevInfo/Mod");
+  const nodes = shown.map((n) => treeNodeToTnds(treeNodeOf(n)));
+  const man = await chrValue(backend, "./DevInfo/Man");
+  const mod = await chrValue(backend, "./DevInfo/Mod");
   const doc = nodesToTnds(nodes, {
-    rootPath: top.node.path,
+    rootPath: top.path,
     props: { mode: "+", names: EXPORT_PROPERTIES },
     ...(man !== undefined && { man }),
     ...(mod !== undefined && { mod }),
@@ -359,20 +440,17 @@ function exportTnds(tree: DmTree, text: string, json: boolean): string {
   return xml.endsWith("\n") ? xml : `${xml}\n`;
 }
 
-function chrValue(tree: DmTree, path: string): string | undefined {
-  const node = tree.read(path);
-  return node?.format === "chr" && typeof node.value === "string" ? node.value : undefined;
-}
-
-function jsonNode(shown: Shown): Record<string, unknown> {
-  const n = shown.node;
+/** A wire node back as the tree's node (for TNDS); a secret has no value to carry. */
+function treeNodeOf(n: WireNode): TreeNode {
+  const value = n.value;
   return {
     path: n.path,
     name: n.name,
-    format: n.format,
+    format: NODE_FORMATS.find((f) => f === n.format) ?? "chr",
     ...(n.type !== undefined && { type: n.type }),
-    ...(n.format !== "node" && !shown.secret && n.value !== undefined && { value: n.value }),
-    ...(shown.secret && { secret: true }),
+    ...(value !== undefined && {
+      value: typeof value === "string" ? value : new Uint8Array(Buffer.from(value.base64, "base64")),
+    }),
     ...(n.acl !== undefined && { acl: n.acl }),
     ...(n.title !== undefined && { title: n.title }),
     ...(n.tstamp !== undefined && { tstamp: n.tstamp }),
@@ -381,73 +459,14 @@ function jsonNode(shown: Shown): Record<string, unknown> {
   };
 }
 
-// ---------------------------------------------------------------- writing
-
-function set(tree: DmTree, text: string, valueText: string, formatOption: SettableFormat | undefined): void {
-  tree.transaction(() => {
-    const { path, segments, row, deepest } = locate(tree, text);
-    if (segments.length === 0) throw conflict(".", "the root is an interior node: it has no value");
-    let format: NodeFormat;
-    let policy: { secret?: boolean; access?: number } | undefined;
-    if (row !== undefined) {
-      const current = NODE_FORMATS[row.format] ?? "chr";
-      if (current === "node") throw conflict(path, `${path} is an interior node: it has no value`);
-      if ((row.flags & NodeFlag.Dynamic) !== 0) {
-        throw conflict(path, `${path} is computed by its MO: it cannot be set`);
-      }
-      format = formatOption ?? current;
-    } else {
-      if (NODE_FORMATS[deepest.format] !== "node") {
-        throw conflict(path, `${path} cannot be created: an ancestor is a leaf`);
-      }
-      format = formatOption ?? "chr";
-      // A node the standard MOs keep secret stays secret when the gateway creates it.
-      policy = standardPolicyFor(segments);
-    }
-    const value = parseValue(format, valueText);
-    const spec: NodeSpec = {
-      path,
-      format: value.format,
-      value: value.value,
-      ...(policy?.secret === true && { secret: true }),
-      ...(policy?.access !== undefined && { access: policy.access }),
-    };
-    tree.write(spec);
-  });
-}
-
-/**
- * The stored form of a command-line value, as a server's Replace would store it: `b64` and `bin` take
- * Base64 and are stored as bytes with Format bin (TND 7.7.2: b64 is a transfer encoding); int, bool,
- * float and null are checked as the tree checks them.
- */
-function parseValue(format: NodeFormat, text: string): { format: NodeFormat; value: NodeValue } {
-  switch (format) {
-    case "b64":
-    case "bin": {
-      const compact = text.replace(/\s+/g, "");
-      if (!BASE64.test(compact)) throw lineError(`a ${format} value is given as Base64; "${text}" is not`);
-      return { format: "bin", value: Buffer.from(compact, "base64") };
-    }
-    case "int":
-      if (!/^[+-]?\d+$/.test(text.trim())) throw lineError(`"${text}" is not an int`);
-      return { format, value: text };
-    case "bool":
-      if (!/^(true|false)$/i.test(text.trim())) throw lineError(`"${text}" is not a bool (true or false)`);
-      return { format, value: text };
-    case "float":
-      if (text.trim() === "" || !Number.isFinite(Number(text))) throw lineError(`"${text}" is not a float`);
-      return { format, value: text };
-    case "null":
-      if (text !== "") throw lineError("a null node has no value");
-      return { format, value: "" };
-    case "node":
-      throw lineError("an interior node has no value");
-    case "chr":
-    case "date":
-    case "time":
-    case "xml":
-      return { format, value: text };
+async function chrValue(backend: TreeBackend, path: string): Promise<string | undefined> {
+  try {
+    const node = await backend.get(path);
+    return node.format === "chr" && typeof node.value === "string" ? node.value : undefined;
+  } catch (e) {
+    if (isGatewayError(e, ErrorCode.Tree_NotFound) || isGatewayError(e, ErrorCode.Control_NotFound))
+      return undefined;
+    throw e;
   }
 }
 
@@ -471,9 +490,9 @@ function exactly<const N extends readonly string[]>(
   return positionals as unknown as { [K in keyof N]: string };
 }
 
-function settableFormat(text: string | undefined): SettableFormat | undefined {
+function settableFormatOption(text: string | undefined): SettableFormat | undefined {
   if (text === undefined) return undefined;
-  const format = SETTABLE_FORMATS.find((f) => f === text);
+  const format = settableFormat(text);
   if (format === undefined) throw usage(`--format must be one of ${SETTABLE_FORMATS.join(", ")}`);
   return format;
 }
@@ -503,17 +522,8 @@ function escapeLine(text: string): string {
   });
 }
 
-function base64(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64");
-}
-
 function toJson(value: unknown): string {
-  return `${JSON.stringify(value, jsonBytes, 2)}\n`;
-}
-
-/** JSON.stringify replacer: bytes as `{ "base64": ... }` (as `dmgw codec decode --json` shows them). */
-function jsonBytes(_key: string, value: unknown): unknown {
-  return value instanceof Uint8Array ? { base64: base64(value) } : value;
+  return `${JSON.stringify(value, null, 2)}\n`;
 }
 
 function usage(message: string, cause?: unknown): GatewayError {
@@ -523,8 +533,4 @@ function usage(message: string, cause?: unknown): GatewayError {
 /** A bad URI or value on the command line: exit 64 like a usage error, but one line. */
 function lineError(message: string): GatewayError {
   return new GatewayError(message, ErrorCode.Cli_Usage);
-}
-
-function conflict(path: string, message: string): GatewayError {
-  return new GatewayError(message, ErrorCode.Tree_Conflict, { context: { path } });
 }

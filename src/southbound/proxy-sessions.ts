@@ -158,6 +158,9 @@ export class ProxySessions {
   readonly #byChannel = new Map<string, Live>();
   /** The tail of each device's queue of `execute` calls. */
   readonly #turns = new Map<string, Promise<void>>();
+  /** Counters since start, for metrics and `./DMGW` (stats()). */
+  #sessions = 0;
+  #codecErrors = 0;
 
   constructor(options: ProxySessionsOptions) {
     this.#o = options;
@@ -174,6 +177,14 @@ export class ProxySessions {
   /** Sessions open now (started by `execute` or by a device). */
   get active(): number {
     return this.#byRoute.size;
+  }
+
+  /**
+   * Counters since start: sessions opened (either side started them), and device messages that did
+   * not decode (a first message refused 400, or a session ended by a `decode` error).
+   */
+  stats(): { readonly active: number; readonly sessions: number; readonly codecErrors: number } {
+    return { active: this.#byRoute.size, sessions: this.#sessions, codecErrors: this.#codecErrors };
   }
 
   /**
@@ -337,6 +348,7 @@ export class ProxySessions {
       done: false,
     };
     this.#byRoute.set(route, live);
+    this.#sessions++;
     return live;
   }
 
@@ -396,6 +408,7 @@ export class ProxySessions {
   ): { readonly kind: "live"; readonly live: Live } | (DeviceAnswer & { readonly kind: "refused" }) {
     const decoded = tryDecodeMessage(message.body);
     if (!decoded.ok) {
+      this.#codecErrors++;
       this.#log.warn("a device sent a message that does not decode", {
         transport: from.transport,
         address: from.address,
@@ -479,6 +492,7 @@ export class ProxySessions {
         outcome,
       });
     } else {
+      if (error.code === "decode") this.#codecErrors++;
       this.#log.warn(`the session with ${live.deviceId} failed: ${error.reason}`, {
         deviceId: live.deviceId,
         code: error.code,

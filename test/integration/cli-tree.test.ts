@@ -387,7 +387,7 @@ describe("dmgw tree (CLI)", function () {
       assertFails(runCli(["tree", "list", ".", "--db", dir]), 74, /is not a file/);
     });
 
-    it("defaults to $DMGW_DATA/dmgw.db, then $STATE_DIRECTORY/dmgw.db, else a usage error", () => {
+    it("defaults to $DMGW_DATA/state/dmgw.db (the service's layout), then $STATE_DIRECTORY/dmgw.db, else a usage error", () => {
       const saved = { DMGW_DATA: process.env["DMGW_DATA"], STATE_DIRECTORY: process.env["STATE_DIRECTORY"] };
       const state = join(dir, "state");
       mkdirSync(state);
