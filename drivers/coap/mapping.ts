@@ -4,8 +4,10 @@
  *   DM URI (below the device's adapted subtree)     LwM2M path
  *   ./3/0/0, 3/0/0                                  /3/0/0   (numeric paths map directly)
  *   ./DevInfo/Man | Mod | DevId | FwV               /3/0/0 | /3/0/1 | /3/0/2 (serial) | /3/0/3
+ *   ./DevDetail/FwV | SwV | HwV | DevTyp            /3/0/3 | /3/0/19 | /3/0/18 | /3/0/17
  *
- * so that a fan-out `Get ./DevInfo/FwV` over mixed transports works on LwM2M devices too.
+ * so that a fan-out `Get ./DevDetail/FwV` (where a DM 1.2 device keeps its firmware version) or
+ * `Get ./DevInfo/FwV` over mixed transports works on LwM2M devices too.
  *
  *   CoAP response code -> DM status: 2.xx 200; 4.00 400; 4.01, 4.03 425; 4.04 404; 4.05 405;
  *   4.06 406; 4.13 413; 4.15 415; other 4.xx 400; 5.xx 500 (a timeout is the device's 504, decided
@@ -25,12 +27,23 @@ export const DEVINFO_ALIASES: Readonly<Record<string, Lwm2mPath>> = {
   FwV: [3, 0, 3],
 };
 
+/** The DevDetail leaves (OMA DM 1.2 DevDetail) that have an LwM2M Device object resource. */
+export const DEVDETAIL_ALIASES: Readonly<Record<string, Lwm2mPath>> = {
+  FwV: [3, 0, 3],
+  SwV: [3, 0, 19],
+  HwV: [3, 0, 18],
+  DevTyp: [3, 0, 17],
+};
+
 /** The LwM2M path of a DM URI, or undefined when it maps to none (the command answers 404). */
 export function dmUriToPath(uri: string): Lwm2mPath | undefined {
   const rel = uri.startsWith("./") ? uri.slice(2) : uri.startsWith("/") ? uri.slice(1) : uri;
   const segments = rel.replace(/\/$/, "").split("/");
   if (segments[0] === "DevInfo" && segments.length === 2) {
     return DEVINFO_ALIASES[segments[1] ?? ""];
+  }
+  if (segments[0] === "DevDetail" && segments.length === 2) {
+    return DEVDETAIL_ALIASES[segments[1] ?? ""];
   }
   if (segments.length < 1 || segments.length > 4) return undefined;
   const out: number[] = [];

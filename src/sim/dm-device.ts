@@ -79,6 +79,8 @@ export interface SimulatedDeviceOptions {
   readonly settings?: number;
   /** DevInfo values; defaults derived from the device id. */
   readonly identity?: Partial<GatewayIdentity>;
+  /** More MOs on the device's tree, beside the standard ones and `./Vendor` (a product's own objects). */
+  readonly plugins?: readonly MoPlugin[];
   readonly randomBytes?: (size: number) => Uint8Array;
 }
 
@@ -117,6 +119,7 @@ export class SimulatedDevice {
       plugins: [
         ...standardMoPlugins(deviceIdentity(options.deviceId, options.identity), []),
         vendorPlugin(options.serverId, options.settings ?? 3, this.#execs),
+        ...(options.plugins ?? []),
       ],
     });
     this.tree.seed();
