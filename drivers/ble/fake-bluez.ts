@@ -469,6 +469,11 @@ export class FakeBluez {
     const bus = this.#bus;
     this.#bus = undefined;
     this.#adapter.Discovering = false;
+    // dbus-next still dispatches a call that arrives after disconnect() and throws out of its
+    // socket listener when it answers on the ended stream: stop listening first.
+    (
+      bus as unknown as { _connection?: { removeAllListeners(event: string): void } } | undefined
+    )?._connection?.removeAllListeners("message");
     if (bus !== undefined) bus.disconnect();
     return Promise.resolve();
   }

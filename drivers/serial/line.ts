@@ -134,6 +134,9 @@ export class ObexLine {
         }, opts.timeoutMs);
         this.#waiter = { connectResponse: opts.connectResponse === true, resolve, reject, timer };
       });
+      // The caller handles `answer`; until it is returned, a close during `send` must not make it
+      // an unhandled rejection (that crashed a process stopping the driver mid-notify).
+      answer.catch(() => undefined);
       try {
         await this.send(packet, opts.maxPacketLength);
       } catch (e) {
