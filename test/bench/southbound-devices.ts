@@ -52,7 +52,13 @@ export type DevicesConfig = {
       readonly idPrefix: string;
       readonly connections: number;
     }
-  | { readonly transport: "http"; readonly gatewayUrl: string; readonly deviceIds: readonly string[] }
+  | {
+      readonly transport: "http";
+      readonly gatewayUrl: string;
+      readonly deviceIds: readonly string[];
+      /** How long a device waits for the gateway's answer to a POST, ms; the simulator's default 10 s. */
+      readonly requestTimeoutMs?: number;
+    }
   | {
       readonly transport: "coap";
       readonly server: { readonly address: string; readonly port: number };
@@ -155,6 +161,7 @@ async function startDevices(config: DevicesConfig): Promise<Running> {
       const { HttpDeviceFleet } = await loadShippedDriver<typeof HttpSimModule>("http/sim.js");
       const fleet = new HttpDeviceFleet({
         gatewayUrl: config.gatewayUrl,
+        ...(config.requestTimeoutMs !== undefined && { requestTimeoutMs: config.requestTimeoutMs }),
         devices: config.deviceIds.map((id) => {
           const a = account(id);
           return {
