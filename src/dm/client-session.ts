@@ -579,6 +579,21 @@ export class ClientSession {
           this.#cmdId--;
           break;
         }
+        // A Results of many items (a Get with ?list=StructData on a big subtree) that does not fit
+        // a message alone is split into Results of fewer items with the same CmdRef, sent over as
+        // many messages as they need (a multi-message package: the server asks for each with Alert
+        // 1222, protocol.md 3.6).
+        if (!fits && next.kind === "Results" && next.items.length > 1) {
+          this.#cmdId--;
+          const half = Math.ceil(next.items.length / 2);
+          this.#outbox.splice(
+            0,
+            1,
+            { ...next, items: next.items.slice(0, half) },
+            { ...next, items: next.items.slice(half) },
+          );
+          continue;
+        }
         const lo = fits ? undefined : largeObjectOf(next);
         if (lo === undefined) {
           // A command that cannot fit even alone and is no single-Item Results goes anyway rather

@@ -325,3 +325,36 @@ describe("DM client: large objects from hand-made server messages", () => {
     assert.equal(tree.read("./Vendor/Note")?.value, "old");
   });
 });
+
+describe("DM client: a Results of many items split over messages", () => {
+  for (const encoding of ["xml", "wbxml"] as const) {
+    it(`${encoding}: Get ?list=StructData of 400 leaves under an 8 KB MaxMsgSize arrives whole, every message within it`, () => {
+      const tree = gatewayTree();
+      tree.transaction(() => {
+        tree.write({ path: "./Vendor/Many", format: "node", acl: "Get=dmsrv" });
+        for (let i = 0; i < 400; i++)
+          tree.write({ path: `./Vendor/Many/n${i}`, format: "chr", value: `value-${i}-${"x".repeat(40)}` });
+      });
+      const get: Command = {
+        kind: "Get",
+        cmdId: "1",
+        items: [{ target: { locUri: "./Vendor/Many?list=StructData" } }],
+      };
+      const r = run(encoding, [get], { tree, serverMaxMsgSize: SMALL });
+      assert.ok(r.client.ok, r.client.reason);
+      assert.equal(r.server.error, undefined, r.server.error?.reason);
+      assert.ok(r.largestToServer <= SMALL, `a message of ${r.largestToServer} bytes`);
+      const results = r.toServer
+        .flatMap((b) => decodeMessage(b).message.body.commands)
+        .filter((c) => c.kind === "Results");
+      assert.ok(results.length > 1, `${results.length} Results commands`);
+      const refs = new Set(results.map((c) => (c.kind === "Results" ? `${c.msgRef ?? ""}/${c.cmdRef}` : "")));
+      assert.equal(refs.size, 1, "each names the one Get");
+      const uris = results.flatMap((c) => (c.kind === "Results" ? c.items.map((i) => i.source?.locUri) : []));
+      assert.equal(uris.filter((u) => /\/n\d+$/.test(u ?? "")).length, 400, "every leaf once");
+      assert.equal(new Set(uris).size, uris.length, "no item twice");
+      const [rec] = r.server.commands;
+      assert.equal(rec?.status, 200);
+    });
+  }
+});
