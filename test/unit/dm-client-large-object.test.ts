@@ -348,9 +348,9 @@ describe("DM client: a Results of many items split over messages", () => {
         .flatMap((b) => decodeMessage(b).message.body.commands)
         .filter((c) => c.kind === "Results");
       assert.ok(results.length > 1, `${results.length} Results commands`);
-      const refs = new Set(results.map((c) => (c.kind === "Results" ? `${c.msgRef ?? ""}/${c.cmdRef}` : "")));
+      const refs = new Set(results.map((c) => `${c.msgRef ?? ""}/${c.cmdRef}`));
       assert.equal(refs.size, 1, "each names the one Get");
-      const uris = results.flatMap((c) => (c.kind === "Results" ? c.items.map((i) => i.source?.locUri) : []));
+      const uris = results.flatMap((c) => c.items.map((i) => i.source?.locUri));
       assert.equal(uris.filter((u) => /\/n\d+$/.test(u ?? "")).length, 400, "every leaf once");
       assert.equal(new Set(uris).size, uris.length, "no item twice");
       const [rec] = r.server.commands;
