@@ -224,11 +224,11 @@ export class Southbound {
   #presence(device: DeviceAddress): void {
     // A presence message names the device by its address (the MQTT id, the serial port).
     const known = this.registry.get(device.address);
-    if (
-      known === undefined &&
-      this.accounts.get(device.address) === undefined &&
-      this.#o.enrolment === undefined
-    ) {
+    // Enrolment may add a device it never saw only where the address is the device's id (MQTT's
+    // client topic): a serial port's path or a BLE MAC is no device id, and an inventory record
+    // named by one cannot even be mirrored into the tree (a path holds "/").
+    const mayEnrol = this.#o.enrolment !== undefined && ADDRESS_IS_DEVICE_ID.has(device.transport);
+    if (known === undefined && this.accounts.get(device.address) === undefined && !mayEnrol) {
       this.#log.warn("presence of a device the gateway holds no account for; ignored", {
         transport: device.transport,
         address: device.address,
@@ -243,6 +243,9 @@ export class Southbound {
     });
   }
 }
+
+/** Transports whose presence messages name the device by its id. */
+const ADDRESS_IS_DEVICE_ID: ReadonlySet<TransportKind> = new Set<TransportKind>(["mqtt"]);
 
 /** Where a device that reached us from `from` is notified. */
 function notifyAddress(from: DeviceAddress): string {

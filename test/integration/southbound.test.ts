@@ -224,6 +224,19 @@ describe("Southbound: inventory, alerts, enrolment", function () {
     assert.equal(south.accounts.get("impostor"), undefined);
     assert.equal(south.registry.get("impostor"), undefined);
   });
+
+  it("enrolment: presence adds an unknown MQTT device (its address is its id), never a serial port or a MAC", async () => {
+    await open(ENROLMENT);
+    const signal = new AbortController().signal;
+    // Input: presence of addresses the gateway never saw. Expected: only the MQTT id becomes a record;
+    // a port path would even break the Inventory MO's mirror (a node name with "/").
+    south.driverContext("serial", signal).onDeviceSeen({ transport: "serial", address: "/dev/ttyUSB7" });
+    south.driverContext("ble", signal).onDeviceSeen({ transport: "ble", address: "AA:BB:CC:DD:EE:FF" });
+    south.driverContext("mqtt", signal).onDeviceSeen({ transport: "mqtt", address: "meter-42" });
+    assert.equal(south.registry.get("/dev/ttyUSB7"), undefined);
+    assert.equal(south.registry.get("AA:BB:CC:DD:EE:FF"), undefined);
+    assert.equal(south.registry.get("meter-42")?.transport, "mqtt");
+  });
 });
 
 async function post(
