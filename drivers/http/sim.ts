@@ -38,9 +38,7 @@ interface Member {
 export class HttpDeviceFleet {
   readonly #o: HttpDeviceFleetOptions;
   readonly #members = new Map<string, Member>();
-  // Real devices are hosts of their own, each with its own connection: no pool shared by the fleet
-  // (a pool of 256 made devices wait in this process for a socket, the gateway not knowing).
-  readonly #agent = new http.Agent({ keepAlive: true });
+  readonly #agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
   #ignored = 0;
 
   constructor(options: HttpDeviceFleetOptions) {
@@ -158,22 +156,8 @@ export class HttpDeviceFleet {
       });
   }
 
-  /**
-   * POSTs one message; resolves with the 200 answer, undefined for anything else. A request on a
-   * kept-alive socket the gateway closed meanwhile (its keep-alive timeout ran out just as the
-   * device sent) fails with ECONNRESET before the gateway read it: sent once more on a new socket,
-   * as Node's http documentation advises (`request.reusedSocket`) and as real clients do.
-   */
-  async #post(message: DeviceMessage): Promise<DeviceMessage | undefined> {
-    try {
-      return await this.#postOnce(message);
-    } catch (e) {
-      if (e instanceof StaleSocket) return this.#postOnce(message);
-      throw e;
-    }
-  }
-
-  #postOnce(message: DeviceMessage): Promise<DeviceMessage | undefined> {
+  /** POSTs one message; resolves with the 200 answer, undefined for anything else. */
+  #post(message: DeviceMessage): Promise<DeviceMessage | undefined> {
     const url = new URL(message.url ?? this.#o.gatewayUrl);
     return new Promise((resolve, reject) => {
       const req = http.request(
@@ -207,17 +191,8 @@ export class HttpDeviceFleet {
         },
       );
       req.on("timeout", () => req.destroy(new Error("the gateway did not answer in time")));
-      req.on("error", (e: NodeJS.ErrnoException) => {
-        reject(req.reusedSocket && e.code === "ECONNRESET" ? new StaleSocket(e) : e);
-      });
+      req.on("error", reject);
       req.end(message.body);
     });
-  }
-}
-
-/** A kept-alive socket the gateway had closed: the request never reached it. */
-class StaleSocket extends Error {
-  constructor(cause: Error) {
-    super("the kept-alive connection was closed by the gateway", { cause });
   }
 }
