@@ -264,13 +264,20 @@ function statusesOf(xml: string): [string, string, string | undefined][] {
 }
 
 interface KillPlan {
-  /** Kill once the child printed `done >= atDone` (undefined: `delayMs` after spawn). */
-  readonly atDone?: number;
+  /** Kill once the child printed `done >= atDone` (plus `delayMs`)... */
+  readonly atDone: number;
   readonly delayMs: number;
+  /**
+   * ...or, for a timed kill, `delayMs` after spawn or at `done >= atDone`, whichever comes first (a
+   * fast gateway must not finish the job before a timed kill of a late run comes).
+   */
+  readonly timed: boolean;
 }
 
 function describePlan(p: KillPlan): string {
-  return p.atDone === undefined ? `${p.delayMs} ms after spawn` : `done >= ${p.atDone} + ${p.delayMs} ms`;
+  return p.timed
+    ? `${p.delayMs} ms after spawn or done >= ${p.atDone}`
+    : `done >= ${p.atDone} + ${p.delayMs} ms`;
 }
 
 /** RUNS kill points: most at a Progress/Done threshold (rising) plus jitter, some at a time after spawn. */
@@ -280,8 +287,8 @@ function killPlans(random: () => number): KillPlan[] {
   );
   return thresholds.map((atDone) =>
     random() < 0.15
-      ? { delayMs: 300 + Math.floor(random() * 1500) }
-      : { atDone, delayMs: Math.floor(random() * 60) },
+      ? { atDone, delayMs: 300 + Math.floor(random() * 1500), timed: true }
+      : { atDone, delayMs: Math.floor(random() * 60), timed: false },
   );
 }
 
@@ -342,13 +349,13 @@ describe("fan-out crash safety (SIGKILL of the gateway during a job)", function 
     const log: string[] = [];
 
     for (let run = 1; run <= RUNS; run++) {
-      const plan = plans[run - 1] ?? { delayMs: 0 };
+      const plan = plans[run - 1] ?? { atDone: 0, delayMs: 0, timed: false };
       const context = `${mode}, seed ${SEED}, run ${run} (${describePlan(plan)})`;
       const child = new Child(db, specFile, mode);
       children.push(child);
       const spawnedAt = Date.now();
-      if (plan.atDone === undefined) {
-        await child.until(() => Date.now() >= spawnedAt + plan.delayMs);
+      if (plan.timed) {
+        await child.until(() => Date.now() >= spawnedAt + plan.delayMs || child.done >= plan.atDone);
       } else {
         const atDone = plan.atDone;
         const reached = await child.until(() => child.done >= atDone);
