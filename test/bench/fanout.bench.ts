@@ -214,11 +214,7 @@ export async function run(ctx: BenchContext): Promise<FanoutReport> {
       const b = broker;
       cleanups.push(() => b.stop());
     }
-    const ports: Ports = {
-      http: await freePort("tcp"),
-      coap: await freePort("udp"),
-      brokerUrl: broker?.url,
-    };
+    const httpPort = await freePort("tcp");
     const latency = a.latencyMs > 0 ? { latencyMs: a.latencyMs } : {};
     const deviceTimeoutMs = Math.max(30_000, a.latencyMs * 40);
     const fleets: DeviceProcess[] = [];
@@ -252,7 +248,7 @@ export async function run(ctx: BenchContext): Promise<FanoutReport> {
       proxyFleet.push({
         transport: "http",
         enrolment,
-        gatewayUrl: `http://127.0.0.1:${ports.http}/dm`,
+        gatewayUrl: `http://127.0.0.1:${httpPort}/dm`,
         deviceIds: idsOf("http", nHttp),
         // As patient as the job (its DeviceTimeout): with both cores saturated by 10,000 devices,
         // some exchanges took longer than the simulator's default 10 s (README, fan-out bench).
@@ -265,6 +261,8 @@ export async function run(ctx: BenchContext): Promise<FanoutReport> {
     for (const part of await Promise.all(proxyFleet.map((c) => startFleet([c]))))
       for (const [id, address] of part) proxyAddresses.set(id, address);
     const coapIds = Array.from({ length: nCoap }, (_, i) => `coap-${i}`);
+    // The UDP port only now: the HTTP devices' thousands of UDP sockets are bound by this time.
+    const ports: Ports = { http: httpPort, coap: await freePort("udp"), brokerUrl: broker?.url };
 
     // Seed the store through the runtime (no drivers: provisioning needs none).
     const config = configOf(dir, enrolment, ports, a);
