@@ -15,6 +15,9 @@ import { runService } from "./cli/run.js";
 import { runStatus } from "./cli/status.js";
 import { runTree } from "./cli/tree.js";
 
+/** How long `dmgw run` may linger after its orderly stop before it exits anyway. */
+const STOP_GRACE_MS = 2000;
+
 const USAGE = `usage: dmgw <command> [options]
 
 commands:
@@ -44,8 +47,14 @@ export async function main(argv: readonly string[]): Promise<number> {
   const stdout = io.stdout;
   try {
     switch (command) {
-      case "run":
-        return await runService(args, io);
+      case "run": {
+        const code = await runService(args, io);
+        // Everything is stopped and the store closed: nothing is left to lose. A device operation
+        // still waiting on its own deadline (up to a job's DeviceTimeout) must not hold the process
+        // past systemd's TimeoutStopSec; a clean stop exits sooner by itself.
+        setTimeout(() => process.exit(code), STOP_GRACE_MS).unref();
+        return code;
+      }
       case "demo":
         return await runDemo(args, io);
       case "codec":
