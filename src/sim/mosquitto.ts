@@ -7,12 +7,12 @@
  * with the install hint (tests fail with it, never skip); the demo checks `findMosquitto()` first
  * and runs its embedded broker (mqtt-broker.ts) instead.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createConnection, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { findExecutable, stopChild } from "./process.js";
+import { findExecutable, stopChild, waitUntilReady } from "./process.js";
 
 export const MOSQUITTO_MISSING =
   "mosquitto is not installed: run `apt-get install mosquitto` (Debian package; the MQTT tests need a real broker)";
@@ -105,7 +105,15 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    await waitForListener(child, port, options.timeoutMs ?? 5000, () => output);
+    await waitUntilReady(child, {
+      name: "mosquitto",
+      until: `listening on ${port}`,
+      missing: MOSQUITTO_MISSING,
+      ready: () => listening(port),
+      timeoutMs: options.timeoutMs ?? 5000,
+      intervalMs: 20,
+      log: () => output,
+    });
   } catch (e) {
     await stopChild(child, exited, false);
     cleanup();
@@ -126,49 +134,17 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
   };
 }
 
-function waitForListener(
-  child: ChildProcess,
-  port: number,
-  timeoutMs: number,
-  log: () => string,
-): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const started = Date.now();
-    let timer: NodeJS.Timeout | undefined;
-    let settled = false;
-    const done = (err?: Error): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      child.off("error", onError);
-      child.off("exit", onExit);
-      if (err === undefined) resolve();
-      else reject(err);
-    };
-    const onError = (e: NodeJS.ErrnoException): void => {
-      done(e.code === "ENOENT" ? new Error(MOSQUITTO_MISSING, { cause: e }) : e);
-    };
-    const onExit = (code: number | null, signal: NodeJS.Signals | null): void => {
-      done(new Error(`mosquitto exited (${signal ?? String(code)}) before listening on ${port}: ${log()}`));
-    };
-    child.once("error", onError);
-    child.once("exit", onExit);
-    const poll = (): void => {
-      if (settled) return;
-      const socket = createConnection({ host: "127.0.0.1", port });
-      socket.once("connect", () => {
-        socket.destroy();
-        done();
-      });
-      socket.once("error", () => {
-        socket.destroy();
-        if (Date.now() - started > timeoutMs) {
-          done(new Error(`mosquitto did not listen on ${port} within ${timeoutMs} ms: ${log()}`));
-          return;
-        }
-        if (!settled) timer = setTimeout(poll, 20);
-      });
-    };
-    poll();
+/** A TCP connection to the port succeeds. */
+function listening(port: number): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const socket = createConnection({ host: "127.0.0.1", port });
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => {
+      socket.destroy();
+      resolve(false);
+    });
   });
 }

@@ -57,3 +57,52 @@ export function findExecutable(name: string, extraDirs: readonly string[] = []):
   }
   return undefined;
 }
+
+export interface ReadyWait {
+  /** The program, for messages (`socat`, `mosquitto`). */
+  readonly name: string;
+  /** What it must do first, for messages (`listening on 1883`). */
+  readonly until: string;
+  /** The message when the program is not installed (ENOENT at spawn). */
+  readonly missing: string;
+  /** True once the program is ready; polled every `intervalMs`. */
+  readonly ready: () => boolean | Promise<boolean>;
+  readonly timeoutMs: number;
+  readonly intervalMs: number;
+  /** The program's recent output, for messages. */
+  readonly log: () => string;
+}
+
+/**
+ * Resolves once `w.ready()` says so. Rejects when the program is missing, exits first, or is not
+ * ready within `w.timeoutMs`; the child's listeners are removed either way.
+ */
+export async function waitUntilReady(child: ChildProcess, w: ReadyWait): Promise<void> {
+  // An object, not a variable: the listeners set it while the loop awaits.
+  const seen: { failure?: Error } = {};
+  const onError = (e: NodeJS.ErrnoException): void => {
+    seen.failure ??= e.code === "ENOENT" ? new Error(w.missing, { cause: e }) : e;
+  };
+  const onExit = (code: number | null, signal: NodeJS.Signals | null): void => {
+    seen.failure ??= new Error(`${w.name} exited (${signal ?? String(code)}) before ${w.until}: ${w.log()}`);
+  };
+  const failIfSeen = (): void => {
+    if (seen.failure !== undefined) throw seen.failure;
+  };
+  child.once("error", onError);
+  child.once("exit", onExit);
+  try {
+    const started = Date.now();
+    for (;;) {
+      failIfSeen();
+      if (await w.ready()) return;
+      failIfSeen();
+      if (Date.now() - started > w.timeoutMs)
+        throw new Error(`${w.name} was not ${w.until} within ${w.timeoutMs} ms: ${w.log()}`);
+      await new Promise((resolve) => setTimeout(resolve, w.intervalMs));
+    }
+  } finally {
+    child.off("error", onError);
+    child.off("exit", onExit);
+  }
+}

@@ -5,11 +5,11 @@
  * the temporary directory. A missing socat is an error naming the package to install; the demo
  * checks `socatPath()` first and skips the serial transport instead.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { findExecutable, stopChild } from "./process.js";
+import { findExecutable, stopChild, waitUntilReady } from "./process.js";
 
 export const SOCAT_MISSING = "install socat (apt-get install socat)";
 
@@ -72,7 +72,15 @@ export async function startPtyPair(options: PtyPairOptions = {}): Promise<PtyPai
   };
 
   try {
-    await waitForLinks(child, [a, b], options.timeoutMs ?? 5000, () => stderr);
+    await waitUntilReady(child, {
+      name: "socat",
+      until: `making the pty links ${a}, ${b}`,
+      missing: SOCAT_MISSING,
+      ready: () => existsSync(a) && existsSync(b),
+      timeoutMs: options.timeoutMs ?? 5000,
+      intervalMs: 10,
+      log: () => stderr,
+    });
   } catch (e) {
     await stopChild(child, exited);
     cleanup();
@@ -92,47 +100,4 @@ export async function startPtyPair(options: PtyPairOptions = {}): Promise<PtyPai
       return stopping;
     },
   };
-}
-
-function waitForLinks(
-  child: ChildProcess,
-  links: readonly string[],
-  timeoutMs: number,
-  log: () => string,
-): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const started = Date.now();
-    let timer: NodeJS.Timeout | undefined;
-    const done = (err?: Error): void => {
-      clearTimeout(timer);
-      child.off("error", onError);
-      child.off("exit", onExit);
-      if (err === undefined) resolve();
-      else reject(err);
-    };
-    const onError = (e: NodeJS.ErrnoException): void => {
-      done(e.code === "ENOENT" ? new Error(SOCAT_MISSING, { cause: e }) : e);
-    };
-    const onExit = (code: number | null, signal: NodeJS.Signals | null): void => {
-      done(new Error(`socat exited (${signal ?? String(code)}) before the pty links existed: ${log()}`));
-    };
-    child.once("error", onError);
-    child.once("exit", onExit);
-    const poll = (): void => {
-      if (links.every((l) => existsSync(l))) {
-        done();
-        return;
-      }
-      if (Date.now() - started > timeoutMs) {
-        done(
-          new Error(
-            `waiting for the socat pty links ${links.join(", ")} timed out after ${timeoutMs} ms: ${log()}`,
-          ),
-        );
-        return;
-      }
-      timer = setTimeout(poll, 10);
-    };
-    poll();
-  });
 }
