@@ -131,6 +131,8 @@ export interface ClientOutcome {
   /** True when the session ended as the protocol ends it (not aborted, not refused). */
   readonly ok: boolean;
   readonly reason?: string;
+  /** The server sent a message that does not decode (metrics count these: codec errors). */
+  readonly undecodable?: true;
   readonly serverAuthenticated: boolean;
   /** Outbox ids the server answered 200/202: remove them. */
   readonly alertsAcknowledged: readonly string[];
@@ -178,6 +180,7 @@ export class ClientSession {
   #msgId = 0;
   #cmdId = 0;
   #serverMaxMsgSize = Number.POSITIVE_INFINITY;
+  #undecodable = false;
   #serverMaxObjSize = Number.POSITIVE_INFINITY;
   /** The outbox's head being sent in chunks. */
   #largeOut: LargeOut | undefined;
@@ -227,8 +230,10 @@ export class ClientSession {
     if (this.#done !== undefined) return this.#done;
     const decoded = tryDecodeMessage(body);
     // A message we cannot read, or one of another session, has no command we could answer: abort.
-    if (!decoded.ok)
+    if (!decoded.ok) {
+      this.#undecodable = true;
       return this.#abortOrFinish(`the server sent an undecodable message: ${decoded.error.code}`);
+    }
     const msg = decoded.value.message;
     const hdr = msg.hdr;
     if (hdr.sessionId !== this.#o.sessionId)
@@ -840,6 +845,7 @@ export class ClientSession {
       kind: "done",
       ok,
       ...(reason !== undefined && { reason }),
+      ...(this.#undecodable && { undecodable: true as const }),
       serverAuthenticated: this.#serverAuthenticated,
       alertsAcknowledged: [...this.#acknowledged],
       nonces: { client: this.#persist.client, server: this.#persist.server },

@@ -17,7 +17,7 @@
  * The values come from the same snapshot functions as `dmgw status` and `/metrics` (runtime/
  * observe.ts). Before the parts exist (the tree is built first) the leaves have no value.
  */
-import { deviceCounts, northboundSessions, TRANSPORTS } from "../runtime/observe.js";
+import { deviceCounts, northboundCodecErrors, northboundSessions, TRANSPORTS } from "../runtime/observe.js";
 import type { GatewayParts } from "../runtime/parts.js";
 import { Access, type MoPlugin, type NodeSpec } from "../tree/plugin.js";
 import type { NodeValue } from "../tree/types.js";
@@ -100,7 +100,7 @@ function readLeaf(parts: GatewayParts, rel: readonly string[]): NodeValue | unde
     case "Sessions":
       return String(northboundSessions(parts.northbound?.stats()) + parts.south.proxy.stats().sessions);
     case "CodecErrors":
-      return String(parts.south.proxy.stats().codecErrors);
+      return String(northboundCodecErrors(parts.northbound?.stats()) + parts.south.proxy.stats().codecErrors);
   }
   if (rel.length === 3 && rel[0] === "Devices") {
     const status = STATUS_LEAVES.find(([name]) => name === rel[2])?.[1];

@@ -104,6 +104,8 @@ export interface ServerStats {
   readonly state: "idle" | "running" | "backoff";
   readonly sessions: number;
   readonly failures: number;
+  /** Sessions the server ended with a message that does not decode. */
+  readonly codecErrors: number;
   /** Failed sessions since the last good one. */
   readonly consecutiveFailures: number;
   /** Delay of the retry armed now, ms (backoff only). */
@@ -128,6 +130,7 @@ interface ServerState {
   consecutiveFailures: number;
   sessions: number;
   failures: number;
+  codecErrors: number;
   retryTimer: NodeJS.Timeout | undefined;
   retryDelayMs: number | undefined;
   checkInTimer: NodeJS.Timeout | undefined;
@@ -155,6 +158,7 @@ export class NorthboundService {
         consecutiveFailures: 0,
         sessions: 0,
         failures: 0,
+        codecErrors: 0,
         retryTimer: undefined,
         retryDelayMs: undefined,
         checkInTimer: undefined,
@@ -297,6 +301,7 @@ export class NorthboundService {
         state: s.running !== undefined ? "running" : s.retryTimer !== undefined ? "backoff" : "idle",
         sessions: s.sessions,
         failures: s.failures,
+        codecErrors: s.codecErrors,
         consecutiveFailures: s.consecutiveFailures,
         ...(s.retryTimer !== undefined && s.retryDelayMs !== undefined && { retryInMs: s.retryDelayMs }),
       })),
@@ -360,6 +365,7 @@ export class NorthboundService {
         });
       }
       state.sessions++;
+      if (summary?.undecodable === true) state.codecErrors++;
       const ok = summary?.ok === true && settledAlerts;
       const fields = {
         serverId,

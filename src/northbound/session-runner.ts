@@ -98,6 +98,8 @@ export interface SessionSummary {
   readonly reason?: string;
   /** Set when the transport failed. */
   readonly transportFailure?: TransportFailureKind;
+  /** The server sent a message that does not decode. */
+  readonly undecodable?: true;
   readonly sessionId: string;
   /** Messages sent. */
   readonly messages: number;
@@ -121,11 +123,13 @@ export async function runManagementSession(o: ManagementSessionOptions): Promise
   let bytesSent = 0;
   let bytesReceived = 0;
   const summary = (
-    outcome: Pick<ClientOutcome, "ok" | "reason" | "serverAuthenticated" | "alertsAcknowledged">,
+    outcome: Pick<ClientOutcome, "ok" | "reason" | "serverAuthenticated" | "alertsAcknowledged"> &
+      Partial<Pick<ClientOutcome, "undecodable">>,
     transportFailure?: TransportFailureKind,
   ): SessionSummary => ({
     ok: outcome.ok,
     ...(outcome.reason !== undefined && { reason: outcome.reason }),
+    ...(outcome.undecodable === true && { undecodable: true as const }),
     ...(transportFailure !== undefined && { transportFailure }),
     sessionId,
     messages,

@@ -14,7 +14,13 @@
 import http from "node:http";
 import { isIP } from "node:net";
 import { ErrorCode, GatewayError } from "../core/errors.js";
-import { DEVICE_STATUSES, northboundSessions, snapshot, type Snapshot } from "./observe.js";
+import {
+  DEVICE_STATUSES,
+  northboundCodecErrors,
+  northboundSessions,
+  snapshot,
+  type Snapshot,
+} from "./observe.js";
 import type { GatewayParts } from "./parts.js";
 
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -237,9 +243,12 @@ export function renderMetrics(s: Snapshot): string {
     },
     {
       name: "dmgw_codec_errors_total",
-      help: "DM messages from end devices that did not decode, since start.",
+      help: "DM messages that did not decode, since start: from DM servers (northbound) and end devices (southbound).",
       type: "counter",
-      samples: [{ value: s.southbound.codecErrors }],
+      samples: [
+        { labels: { side: "northbound" }, value: northboundCodecErrors(s.northbound) },
+        { labels: { side: "southbound" }, value: s.southbound.codecErrors },
+      ],
     },
     {
       name: "dmgw_fanout_jobs_running",

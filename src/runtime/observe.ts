@@ -233,3 +233,8 @@ export function snapshot(parts: GatewayParts, now = Date.now()): Snapshot {
 export function northboundSessions(stats: NorthboundStats | undefined): number {
   return (stats?.servers ?? []).reduce((n, s) => n + s.sessions, 0);
 }
+
+/** Sessions DM servers ended with a message that did not decode, since start. */
+export function northboundCodecErrors(stats: NorthboundStats | undefined): number {
+  return (stats?.servers ?? []).reduce((n, s) => n + s.codecErrors, 0);
+}

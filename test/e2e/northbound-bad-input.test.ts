@@ -277,10 +277,15 @@ describe("northbound bad input, end to end (service + UDP listener + HTTP throug
         n === 0 ? { body, contentType: SYNCML_WBXML } : undefined,
       );
       assert.match(summary.reason ?? "", /undecodable message/);
+      assert.equal(summary.undecodable, true);
       assert.equal(requests.length, 2, "Pkg#1, then the abort");
       assertAbort1223(requests[1]);
       assertWarn(/^session failed: the server sent an undecodable message/);
+      // Counted for the metrics (dmgw_codec_errors_total{side="northbound"}) and ./DMGW/CodecErrors.
+      const codecErrors = (): number | undefined => service?.stats().servers[0]?.codecErrors;
+      assert.equal(codecErrors(), 1);
       await assertStillServing();
+      assert.equal(codecErrors(), 1, "a good session counts none");
     });
   }
 

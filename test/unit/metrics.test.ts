@@ -118,7 +118,8 @@ describe("metrics (Prometheus text)", () => {
     assert.equal(value(samples, "dmgw_store_writable"), 0);
     assert.equal(value(samples, "dmgw_event_loop_lag_seconds"), 0.25);
     assert.equal(value(samples, "dmgw_northbound_sessions_total", { server: NB_SERVER_ID }), 0);
-    assert.equal(value(samples, "dmgw_codec_errors_total"), 0);
+    assert.equal(value(samples, "dmgw_codec_errors_total", { side: "northbound" }), 0);
+    assert.equal(value(samples, "dmgw_codec_errors_total", { side: "southbound" }), 0);
     assert.ok((value(samples, "dmgw_uptime_seconds") ?? 0) >= 65);
     assert.ok((value(samples, "dmgw_process_resident_memory_bytes") ?? 0) > 1_000_000);
     assert.equal(types.get("dmgw_northbound_sessions_total"), "counter");
