@@ -7,8 +7,8 @@
  *                               and one row per device (pending), Status InProgress -> 202
  *   after the commit         -> run: a window of `Concurrency` devices (and each transport's limit),
  *                               at most `Rate` device starts per second (retries included);
- *                               mark a batch dispatched (one commit, fsynced only when the commands
- *                               are not idempotent), EndDevice.execute each;
+ *                               mark a batch dispatched (one commit, with the results waiting for
+ *                               the group commit), EndDevice.execute each;
  *                               503/504 retried after a backoff up to `Retries` times
  *   each outcome             -> buffered, then one group commit (every `flushMs`): Results/<n>,
  *                               the device row done, the Progress counters; the last one also
@@ -339,10 +339,6 @@ export class FanoutEngine {
     // an average over bursts. Constant memory, unlike a log of the last Rate start times.
     const spacingMs = job.options.ratePerSecond > 0 ? 1000 / job.options.ratePerSecond : 0;
     let nextStartAt = Number.NEGATIVE_INFINITY;
-    // The dispatch marks protect non-idempotent commands from a second run after a power cut, so
-    // they are fsynced before the commands leave. An idempotent job reruns its dispatched devices
-    // anyway (resume()): its marks need no fsync of their own.
-    const durableMarks = !idempotent(job.commands);
     while (queue.size > 0 || inFlight.size > 0 || waiting.length > 0) {
       if (job.cancelled || job.aborted || this.#stopped) {
         if (this.#stopped) break;
@@ -385,15 +381,14 @@ export class FanoutEngine {
       }
       const rateBlocked = rateSlots <= 0 && queue.size > 0;
       if (batch.length > 0) {
-        const mark = (): void => {
-          this.#guarded(() => {
-            // Results waiting for the group commit share this one (a non-idempotent job's fsync).
-            if (durableMarks) this.#recordBuffered();
-            for (const b of batch) this.#stmt.dispatch.run(job.path, b.row.device_id);
-          });
-        };
-        if (durableMarks) mark();
-        else this.#tree.store.relaxed(mark);
+        // The dispatch marks protect non-idempotent commands from a second run after a power cut,
+        // so they are fsynced before the commands leave; the results waiting for the group commit
+        // share that commit. (Unsynced marks for Get/Replace jobs made the crash test's reruns
+        // fail about one run in six, cause not found: left for later, README.)
+        this.#guarded(() => {
+          this.#recordBuffered();
+          for (const b of batch) this.#stmt.dispatch.run(job.path, b.row.device_id);
+        });
       }
       for (const { row, device } of batch) {
         const controller = new AbortController();
