@@ -355,7 +355,13 @@ describe("fan-out crash safety (SIGKILL of the gateway during a job)", function 
       children.push(child);
       const spawnedAt = Date.now();
       if (plan.timed) {
-        await child.until(() => Date.now() >= spawnedAt + plan.delayMs || child.done >= plan.atDone);
+        // Not before the child is ready (its store made and migrated): the checks below read what
+        // the kill left of the job, and a kill during start is the store's own test (tree-crash).
+        await child.until(
+          () =>
+            child.lines.includes("ready") &&
+            (Date.now() >= spawnedAt + plan.delayMs || child.done >= plan.atDone),
+        );
       } else {
         const atDone = plan.atDone;
         const reached = await child.until(() => child.done >= atDone);
