@@ -51,8 +51,8 @@ import type * as SyncmlModule from "../../src/syncml/index.js";
 import { startMosquitto, type Mosquitto } from "../helpers/mosquitto.js";
 import { BenchError, formatTable, type BenchContext, type BenchReport } from "./common.js";
 import { DeviceProcess, processCpuMs } from "./device-process.js";
-import { unitNodeOptions } from "./runtime.bench.js";
-import { distFile, loadShipped } from "./shipped.js";
+import { gatewayEnv, procStatusMB, runCommand, unitNodeOptions } from "./runtime.bench.js";
+import { loadShipped } from "./shipped.js";
 import type { DevicesConfig } from "./southbound-devices.js";
 
 const { parseConfig } = await loadShipped<typeof SchemaModule>("config/schema.js");
@@ -307,20 +307,10 @@ export async function run(ctx: BenchContext): Promise<FanoutReport> {
     const configFile = join(dir, "config.json");
     writeFileSync(configFile, JSON.stringify(config, null, 2));
     const node = unitNodeOptions(readFileSync(a.unit, "utf8"));
-    const env: NodeJS.ProcessEnv = { ...process.env };
-    delete env["DMGW_DATA"];
-    delete env["NOTIFY_SOCKET"];
-    delete env["WATCHDOG_USEC"];
-    delete env["NODE_OPTIONS"];
-    if (node.nodeOptions !== undefined) env["NODE_OPTIONS"] = node.nodeOptions;
-    const child = spawn(
-      process.execPath,
-      [...node.flags, distFile("main.js"), "run", "--config", configFile],
-      {
-        env,
-        stdio: ["ignore", "pipe", "pipe"],
-      },
-    );
+    const child = spawn(process.execPath, runCommand(configFile, node.flags), {
+      env: gatewayEnv(node.nodeOptions),
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     const pid = child.pid;
     if (pid === undefined) throw new BenchError("the gateway did not start");
     let output = "";
@@ -398,7 +388,7 @@ export async function run(ctx: BenchContext): Promise<FanoutReport> {
     const fleetCpu1 = fleets.map((f) => processCpuMs(f.pid));
     // The peak up to the job's end: reading 10,000 results back through the control socket (one
     // JSON answer of several MB) is the bench's check, not part of the job.
-    const rssMB = vmHwmMB(pid);
+    const rssMB = procStatusMB(pid, "VmHWM");
     const results = (await control.request("fanout.results", { job: jobPath })) as FanoutResults;
     const failures = checkResults(results, n, a.commands);
     if (failures.length > 0)
@@ -445,13 +435,6 @@ export async function run(ctx: BenchContext): Promise<FanoutReport> {
       }
     }
   }
-}
-
-/** The peak resident set of a process over its life, MB (Linux VmHWM). */
-function vmHwmMB(pid: number): number {
-  const kb = /^VmHWM:\s+(\d+)\s+kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
-  if (kb === undefined) throw new BenchError(`no VmHWM for ${pid}`);
-  return Number(kb) / 1024;
 }
 
 /** The devices whose stored result is not a 200 for each Get (at most a few named). */

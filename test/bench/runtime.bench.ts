@@ -173,28 +173,32 @@ export function unitNodeOptions(unitText: string): { flags: string[]; nodeOption
   return { flags, nodeOptions };
 }
 
-/** How `dmgw run` is started: the built CLI when it has the subcommand, else runService directly. */
-function runCommand(configFile: string, flags: readonly string[]): string[] {
-  const main = distFile("main.js");
-  if (existsSync(main) && readFileSync(main, "utf8").includes("runService")) {
-    return [...flags, main, "run", "--config", configFile];
-  }
-  const run = distFile("cli/run.js");
-  return [
-    ...flags,
-    "--input-type=module",
-    "-e",
-    `import { runService } from ${JSON.stringify(run)}; process.exitCode = await runService(process.argv.slice(1), { stdout: process.stdout, stderr: process.stderr });`,
-    "--",
-    "--config",
-    configFile,
-  ];
+/** The arguments of `node` that run the built `dmgw run` on `configFile` with the unit's flags. */
+export function runCommand(configFile: string, flags: readonly string[]): string[] {
+  return [...flags, distFile("main.js"), "run", "--config", configFile];
 }
 
-function vmRssMB(pid: number): number {
+/**
+ * The environment `dmgw run` gets as the unit gives it: NODE_OPTIONS from the unit (or none), and
+ * none of this shell's DMGW_DATA, NOTIFY_SOCKET or WATCHDOG_USEC unless `extra` sets them.
+ */
+export function gatewayEnv(
+  nodeOptions: string | undefined,
+  extra: Readonly<Record<string, string>> = {},
+): NodeJS.ProcessEnv {
+  const dropped = new Set(["DMGW_DATA", "NOTIFY_SOCKET", "WATCHDOG_USEC", "NODE_OPTIONS"]);
+  const env: NodeJS.ProcessEnv = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !dropped.has(name)),
+  );
+  if (nodeOptions !== undefined) env["NODE_OPTIONS"] = nodeOptions;
+  return { ...env, ...extra };
+}
+
+/** A memory figure of a process from /proc/PID/status (`VmRSS` now, `VmHWM` its peak), MB. */
+export function procStatusMB(pid: number, field: "VmRSS" | "VmHWM"): number {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  const kb = /^VmRSS:\s+(\d+)\s+kB$/m.exec(status)?.[1];
-  if (kb === undefined) throw new BenchError(`no VmRSS for ${pid}`);
+  const kb = new RegExp(`^${field}:\\s+(\\d+)\\s+kB$`, "m").exec(status)?.[1];
+  if (kb === undefined) throw new BenchError(`no ${field} for ${pid}`);
   return Number(kb) / 1024;
 }
 
@@ -217,11 +221,7 @@ async function runOnce(
 ): Promise<RunFigures> {
   const notify = await startNotifySocket();
   try {
-    const env: NodeJS.ProcessEnv = { ...process.env, NOTIFY_SOCKET: notify.path };
-    delete env["DMGW_DATA"];
-    delete env["WATCHDOG_USEC"];
-    delete env["NODE_OPTIONS"];
-    if (node.nodeOptions !== undefined) env["NODE_OPTIONS"] = node.nodeOptions;
+    const env = gatewayEnv(node.nodeOptions, { NOTIFY_SOCKET: notify.path });
     const t0 = performance.now();
     const child = spawn(process.execPath, runCommand(configFile, node.flags), {
       env,
@@ -252,7 +252,7 @@ async function runOnce(
     }
     const readyMs = performance.now() - t0;
     await new Promise((r) => setTimeout(r, settleMs));
-    const idleRssMB = vmRssMB(pid);
+    const idleRssMB = procStatusMB(pid, "VmRSS");
     child.kill("SIGTERM");
     const timer = setTimeout(() => {
       warn(`the gateway did not stop within ${STOP_TIMEOUT_MS} ms: killed`);
